@@ -1,0 +1,150 @@
+"""Activations f and their derivatives f', computed from the saved output y = f(u) (seed 000, 003).
+
+    sigmoid:      y = 1 / (1 + e^-u)            f'(u) = y (1 - y)
+    tanh:         y = tanh(u)                   f'(u) = 1 - y^2
+    relu:         y = max(u, 0)                 f'(u) = 1[u > 0] = 1[y > 0]    (0 at u = 0, as jax.nn.relu)
+    softmax:      y = e^u / sum e^u             dE/du = y o (delta - <delta, y>)     (Jacobian-vector product)
+    log_softmax:  y = u - log sum e^u           dE/du = delta - softmax(u) sum(delta) = delta - e^y sum(delta)
+
+The residual rule of every layer, delta^l = (stuff from above) o f'(u^l), is this op's backward.
+softmax and log_softmax act along ``axis`` (default the last). All are exact for |u| up to the dtype's range:
+the exponentials are taken of u - max(u) or through lax.logistic.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxcnn.ops import _checks
+
+
+def _elementwise(forward: Callable, derivative_from_output: Callable) -> Callable:
+    """A custom_vjp op whose backward is delta * f'(u), with f' written in terms of y = f(u)."""
+
+    @jax.custom_vjp
+    def op(x):
+        return forward(x)
+
+    def fwd(x):
+        y = forward(x)
+        return y, y
+
+    def bwd(y, delta):
+        return (delta * derivative_from_output(y),)
+
+    op.defvjp(fwd, bwd)
+    return op
+
+
+def _relu_forward(x):
+    return jnp.where(x > 0, x, jnp.zeros((), x.dtype))
+
+
+_MANUAL_ELEMENTWISE = {
+    "sigmoid": _elementwise(lax.logistic, lambda y: y * (1 - y)),
+    "tanh": _elementwise(jnp.tanh, lambda y: 1 - y * y),
+    "relu": _elementwise(_relu_forward, lambda y: (y > 0).astype(y.dtype)),
+}
+_AUTODIFF_ELEMENTWISE = {"sigmoid": lax.logistic, "tanh": jnp.tanh, "relu": _relu_forward}
+
+
+def _apply_elementwise(name: str, x: jax.Array, impl: str) -> jax.Array:
+    impl = _checks.check_impl(impl)
+    x = _checks.floating_array("x", x)
+    table = _MANUAL_ELEMENTWISE if impl == "manual" else _AUTODIFF_ELEMENTWISE
+    return table[name](x)
+
+
+def sigmoid(x: jax.Array, *, impl: str = "manual") -> jax.Array:
+    """y = 1 / (1 + exp(-x)); backward delta * y (1 - y)."""
+    return _apply_elementwise("sigmoid", x, impl)
+
+
+def tanh(x: jax.Array, *, impl: str = "manual") -> jax.Array:
+    """y = tanh(x); backward delta * (1 - y^2)."""
+    return _apply_elementwise("tanh", x, impl)
+
+
+def relu(x: jax.Array, *, impl: str = "manual") -> jax.Array:
+    """y = max(x, 0); backward delta * 1[y > 0]."""
+    return _apply_elementwise("relu", x, impl)
+
+
+# ---------------------------------------------------------------- softmax family
+
+
+def _shifted(x: jax.Array, axis: int) -> jax.Array:
+    """u - max(u): the constant shift cancels in both forwards, so it carries no gradient."""
+    return x - lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
+
+
+def _softmax_forward(x, axis):
+    e = jnp.exp(_shifted(x, axis))
+    return e / jnp.sum(e, axis=axis, keepdims=True)
+
+
+def _log_softmax_forward(x, axis):
+    z = _shifted(x, axis)
+    return z - jnp.log(jnp.sum(jnp.exp(z), axis=axis, keepdims=True))
+
+
+@functools.lru_cache(maxsize=None)
+def _manual_softmax(axis: int):
+    @jax.custom_vjp
+    def op(x):
+        return _softmax_forward(x, axis)
+
+    def fwd(x):
+        y = _softmax_forward(x, axis)
+        return y, y
+
+    def bwd(y, delta):
+        return (y * (delta - jnp.sum(delta * y, axis=axis, keepdims=True)),)
+
+    op.defvjp(fwd, bwd)
+    return op
+
+
+@functools.lru_cache(maxsize=None)
+def _manual_log_softmax(axis: int):
+    @jax.custom_vjp
+    def op(x):
+        return _log_softmax_forward(x, axis)
+
+    def fwd(x):
+        y = _log_softmax_forward(x, axis)
+        return y, y
+
+    def bwd(y, delta):
+        return (delta - jnp.exp(y) * jnp.sum(delta, axis=axis, keepdims=True),)
+
+    op.defvjp(fwd, bwd)
+    return op
+
+
+def _normalize_axis(x: jax.Array, axis: int) -> int:
+    axis = _checks.as_int("axis", axis, minimum=-x.ndim) if x.ndim else None
+    if axis is None or axis >= x.ndim:
+        raise ValueError(f"axis {axis} is out of range for x of shape {tuple(x.shape)}")
+    return axis % x.ndim
+
+
+def softmax(x: jax.Array, *, axis: int = -1, impl: str = "manual") -> jax.Array:
+    """y = exp(x) / sum(exp(x)) along ``axis``; backward y o (delta - <delta, y>)."""
+    impl = _checks.check_impl(impl)
+    x = _checks.floating_array("x", x)
+    axis = _normalize_axis(x, axis)
+    return _softmax_forward(x, axis) if impl == "autodiff" else _manual_softmax(axis)(x)
+
+
+def log_softmax(x: jax.Array, *, axis: int = -1, impl: str = "manual") -> jax.Array:
+    """y = x - log(sum(exp(x))) along ``axis``; backward delta - exp(y) sum(delta)."""
+    impl = _checks.check_impl(impl)
+    x = _checks.floating_array("x", x)
+    axis = _normalize_axis(x, axis)
+    return _log_softmax_forward(x, axis) if impl == "autodiff" else _manual_log_softmax(axis)(x)

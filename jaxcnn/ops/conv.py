@@ -1,0 +1,206 @@
+"""2-D convolution (a cross-correlation, seed 002) with its hand-derived backward pass.
+
+Shapes: x (N, H, W, C_in) NHWC, w (kh, kw, C_in / groups, C_out) HWIO, b (C_out,), output
+u (N, H_out, W_out, C_out) with H_out = floor((H + lo + hi - K) / s) + 1, K = (kh - 1) d + 1.
+
+Forward (seed 000/001): u_j = sum_{i in group(j)} x_i * k_ij + b_j, "*" a strided, dilated correlation.
+
+Backward, given the residual delta = dE/du (seed 001):
+    dE/db_j   = sum_{n,u,v} delta_j(u, v)
+    dE/dk_ij  = sum_{n,u,v} delta_j(u, v) P_i(u, v)      the correlation of x with delta: each kernel weight
+                                                        is shared by every output position (seed 003)
+    dE/dx_i   = sum_j full_correlation(dilate_s(delta_j), rot180(k_ij))
+                "rotate the kernel 180 degrees and correlate with the zero-padded error"; with stride s the
+                residual is first dilated by s - 1 zeros between entries, with dilation d the kernel is.
+In code the rotation is ``w[::-1, ::-1]`` and the in/out channel swap is done group by group.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxcnn.ops import _checks
+from jaxcnn.ops.padding import Padding2D, check_window_fits, effective_size, resolve_padding
+
+NHWC_HWIO = ("NHWC", "HWIO", "NHWC")
+# For the kernel gradient the roles turn around: the input's channels become the "batch" of the
+# correlation, its batch the contracted "features", and the residual acts as the kernel.
+KERNEL_GRAD_DIMS = ("CHWN", "IHWO", "HWNC")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvGeometry:
+    """The static hyper-parameters of one correlation, padding already explicit."""
+
+    stride: tuple[int, int]
+    padding: Padding2D
+    dilation: tuple[int, int]
+    groups: int
+
+    def kernel_span(self, kernel_hw: tuple[int, int]) -> tuple[int, int]:
+        return effective_size(kernel_hw[0], self.dilation[0]), effective_size(kernel_hw[1], self.dilation[1])
+
+
+def correlate(x: jax.Array, w: jax.Array, geom: ConvGeometry) -> jax.Array:
+    """u = x * w (strided, dilated, grouped cross-correlation); the forward of both impls."""
+    return lax.conv_general_dilated(
+        x,
+        w,
+        window_strides=geom.stride,
+        padding=geom.padding,
+        rhs_dilation=geom.dilation,
+        dimension_numbers=NHWC_HWIO,
+        feature_group_count=geom.groups,
+    )
+
+
+def rot180_swap(w: jax.Array, groups: int) -> jax.Array:
+    """rot180(k) with in/out channels swapped within each group: (kh, kw, I/g, O) -> (kh, kw, O/g, I)."""
+    kh, kw, in_per_group, out = w.shape
+    w = w[::-1, ::-1].reshape(kh, kw, in_per_group, groups, out // groups)
+    return w.transpose(0, 1, 4, 3, 2).reshape(kh, kw, out // groups, groups * in_per_group)
+
+
+def correlate_input_grad(delta: jax.Array, w: jax.Array, geom: ConvGeometry, in_hw: tuple[int, int]) -> jax.Array:
+    """dE/dx = full_correlation(dilate_s(delta), rot180(w)), cut to the input's n rows.
+
+    The stride-dilated delta has D = (m - 1) s + 1 rows; padding it by lo' = K - 1 - lo before and
+    hi' = n + lo - D after makes the "full" correlation land exactly on the n input rows (negative
+    padding crops rows the forward never read).
+    """
+    span = geom.kernel_span(w.shape[:2])
+    pads = tuple(
+        (k - 1 - lo, n + lo - (m - 1) * s - 1)
+        for n, m, k, s, (lo, _) in zip(in_hw, delta.shape[1:3], span, geom.stride, geom.padding)
+    )
+    return lax.conv_general_dilated(
+        delta,
+        rot180_swap(w, geom.groups),
+        window_strides=(1, 1),
+        padding=pads,
+        lhs_dilation=geom.stride,
+        rhs_dilation=geom.dilation,
+        dimension_numbers=NHWC_HWIO,
+        feature_group_count=geom.groups,
+    )
+
+
+def correlate_kernel_grad(x: jax.Array, delta: jax.Array, geom: ConvGeometry, kernel_hw: tuple[int, int]) -> jax.Array:
+    """dE/dk[a, b, i, o] = sum_{n,u,v} x_pad[n, u s + a d, v s + b d, i] delta[n, u, v, o].
+
+    A correlation of x (channels as batch, batch as features) with delta (as the kernel, dilated by the
+    stride) taken with stride d; rows the forward never read (the r = (n + lo + hi - K) mod s tail) are
+    cropped from the bottom padding. Groups become a batch-group count.
+    """
+    span = geom.kernel_span(kernel_hw)
+    pads = tuple(
+        (lo, hi - (n + lo + hi - k) % s) for n, k, s, (lo, hi) in zip(x.shape[1:3], span, geom.stride, geom.padding)
+    )
+    return lax.conv_general_dilated(
+        x,
+        delta,
+        window_strides=geom.dilation,
+        padding=pads,
+        rhs_dilation=geom.stride,
+        dimension_numbers=KERNEL_GRAD_DIMS,
+        batch_group_count=geom.groups,
+    )
+
+
+def add_bias(u: jax.Array, b: jax.Array | None) -> jax.Array:
+    return u if b is None else u + b
+
+
+def bias_grad(delta: jax.Array, b: jax.Array | None) -> jax.Array | None:
+    """dE/db_j = sum over batch and positions of delta_j (None when there is no bias)."""
+    return None if b is None else jnp.sum(delta, axis=(0, 1, 2))
+
+
+def _forward(x: jax.Array, w: jax.Array, b: jax.Array | None, geom: ConvGeometry) -> jax.Array:
+    return add_bias(correlate(x, w, geom), b)
+
+
+@functools.lru_cache(maxsize=None)
+def _manual(geom: ConvGeometry):
+    @jax.custom_vjp
+    def conv(x, w, b):
+        return _forward(x, w, b, geom)
+
+    def fwd(x, w, b):
+        return _forward(x, w, b, geom), (x, w, b)
+
+    def bwd(res, delta):
+        x, w, b = res
+        dx = correlate_input_grad(delta, w, geom, x.shape[1:3])
+        dw = correlate_kernel_grad(x, delta, geom, w.shape[:2])
+        return dx, dw, bias_grad(delta, b)
+
+    conv.defvjp(fwd, bwd)
+    return conv
+
+
+def check_conv_args(
+    op: str, x: Any, w: Any, b: Any, *, stride: Any, dilation: Any, groups: Any, x_name: str = "x"
+) -> tuple[jax.Array, jax.Array, jax.Array | None, tuple[int, int], tuple[int, int], int]:
+    """Validate and promote the arrays and hyper-parameters shared by conv2d and conv2d_transpose."""
+    x = _checks.floating_array(x_name, x)
+    w = _checks.floating_array("w", w)
+    b = None if b is None else _checks.floating_array("b", b)
+    _checks.check_rank(x_name, x, 4, "NHWC")
+    _checks.check_rank("w", w, 4, "HWIO: (kh, kw, in_channels // groups, out_channels)")
+    stride = _checks.as_pair("stride", stride)
+    dilation = _checks.as_pair("dilation", dilation)
+    groups = _checks.as_int("groups", groups, minimum=1)
+    if w.shape[3] % groups:
+        raise ValueError(f"{op}: groups={groups} must divide the kernel's out_channels w.shape[3]={w.shape[3]}")
+    if b is not None:
+        _checks.check_vector("b", b, w.shape[3], "kernel output channel w.shape[3]")
+    x, w, b = _checks.promote(x, w, b)
+    return x, w, b, stride, dilation, groups
+
+
+def conv2d(
+    x: jax.Array,
+    w: jax.Array,
+    b: jax.Array | None = None,
+    *,
+    stride: int | tuple[int, int] = 1,
+    padding: Any = "VALID",
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    impl: str = "manual",
+) -> jax.Array:
+    """Cross-correlation u = x * w + b of NHWC ``x`` with the HWIO kernel ``w``.
+
+    Args:
+      x: (N, H, W, C_in) input.
+      w: (kh, kw, C_in // groups, C_out) kernel.
+      b: optional (C_out,) bias.
+      stride, dilation: int or (h, w). padding: "VALID", "SAME", p, (ph, pw) or ((top, bottom), (left, right)).
+      groups: split channels into this many independent convolutions (C_in = groups * w.shape[2]).
+      impl: "manual" (custom_vjp with the derived backward, see the module docstring) or "autodiff".
+    Returns:
+      (N, H_out, W_out, C_out), H_out = floor((H + lo + hi - (kh - 1) d - 1) / s) + 1.
+    """
+    impl = _checks.check_impl(impl)
+    x, w, b, stride, dilation, groups = check_conv_args(
+        "conv2d", x, w, b, stride=stride, dilation=dilation, groups=groups
+    )
+    if x.shape[3] != w.shape[2] * groups:
+        raise ValueError(
+            f"conv2d: x has {x.shape[3]} channels (shape {tuple(x.shape)}) but w of shape {tuple(w.shape)} with "
+            f"groups={groups} expects {w.shape[2] * groups} (w.shape[2] * groups)"
+        )
+    span = (effective_size(w.shape[0], dilation[0]), effective_size(w.shape[1], dilation[1]))
+    pads = resolve_padding(padding, x.shape[1:3], span, stride)
+    check_window_fits("conv2d", x.shape[1:3], span, pads, what="dilated kernel")
+    geom = ConvGeometry(stride, pads, dilation, groups)
+    if impl == "autodiff":
+        return _forward(x, w, b, geom)
+    return _manual(geom)(x, w, b)

@@ -1,0 +1,133 @@
+"""Transposed ("fractionally strided", seed 002) convolution and its hand-derived backward pass.
+
+conv2d_transpose(y, w) is the adjoint of x -> conv2d(x, w, stride, padding, dilation, groups) with
+respect to x, applied to y: it raises resolution by inserting s - 1 zeros between the entries of y and
+correlating with rot180(w). ``w`` is the *forward* conv's HWIO kernel (kh, kw, C / groups, C_y), so
+y (N, m_h, m_w, C_y) maps to (N, n_h, n_w, C) with C = w.shape[2] * groups and, per axis,
+
+    n = (m - 1) s + K - lo - hi + output_padding,     K = (k - 1) d + 1        (PyTorch's formula)
+    n = m s                                           for padding="SAME" (Keras, lax.conv_transpose)
+
+Backward, given the residual delta = dE/dx_out (N, n_h, n_w, C):
+    dE/dy = conv2d(delta, w, stride, padding)            the forward conv is the adjoint of the adjoint;
+            its bottom padding is hi - output_padding so that exactly m rows come out
+    dE/dw = correlation of delta with y                   conv2d's kernel gradient with delta as the input
+    dE/db = sum_{n,u,v} delta
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+
+from jaxcnn.ops import _checks
+from jaxcnn.ops.conv import (
+    ConvGeometry,
+    add_bias,
+    bias_grad,
+    check_conv_args,
+    correlate,
+    correlate_input_grad,
+    correlate_kernel_grad,
+)
+from jaxcnn.ops.padding import effective_size, resolve_padding, same_padding
+
+
+def _forward(y, w, b, geom: ConvGeometry, out_hw: tuple[int, int]):
+    return add_bias(correlate_input_grad(y, w, geom, out_hw), b)
+
+
+def _adjoint_geometry(geom: ConvGeometry, output_padding: tuple[int, int]) -> ConvGeometry:
+    """The forward conv on the n-row output that yields exactly m rows: bottom padding hi - output_padding."""
+    pads = tuple((lo, hi - op) for (lo, hi), op in zip(geom.padding, output_padding))
+    return ConvGeometry(geom.stride, pads, geom.dilation, geom.groups)
+
+
+@functools.lru_cache(maxsize=None)
+def _manual(geom: ConvGeometry, out_hw: tuple[int, int], output_padding: tuple[int, int]):
+    adjoint = _adjoint_geometry(geom, output_padding)
+
+    @jax.custom_vjp
+    def conv_t(y, w, b):
+        return _forward(y, w, b, geom, out_hw)
+
+    def fwd(y, w, b):
+        return _forward(y, w, b, geom, out_hw), (y, w, b)
+
+    def bwd(res, delta):
+        y, w, b = res
+        dy = correlate(delta, w, adjoint)
+        dw = correlate_kernel_grad(delta, y, adjoint, w.shape[:2])
+        return dy, dw, bias_grad(delta, b)
+
+    conv_t.defvjp(fwd, bwd)
+    return conv_t
+
+
+def conv2d_transpose(
+    y: jax.Array,
+    w: jax.Array,
+    b: jax.Array | None = None,
+    *,
+    stride: int | tuple[int, int] = 1,
+    padding: Any = "VALID",
+    output_padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    impl: str = "manual",
+) -> jax.Array:
+    """Adjoint of ``conv2d(., w, stride=, padding=, dilation=, groups=)`` applied to ``y``, plus ``b``.
+
+    Args:
+      y: (N, m_h, m_w, w.shape[3]) input (the forward conv's output space).
+      w: the forward conv's (kh, kw, C // groups, C_y) kernel; the result has C = w.shape[2] * groups channels.
+      b: optional (C,) bias.
+      output_padding: extra rows/cols at the bottom/right, each < max(stride, dilation) (PyTorch);
+        must be 0 with padding="SAME".
+    Returns:
+      (N, n_h, n_w, C) with n = (m - 1) s + (k - 1) d + 1 - lo - hi + output_padding, or m s for "SAME".
+    """
+    impl = _checks.check_impl(impl)
+    y, w, b, stride, dilation, groups = check_conv_args(
+        "conv2d_transpose", y, w, None, stride=stride, dilation=dilation, groups=groups, x_name="y"
+    )
+    out_channels = w.shape[2] * groups
+    if b is not None:
+        b = _checks.floating_array("b", b)
+        _checks.check_vector("b", b, out_channels, "output channel (w.shape[2] * groups)")
+        y, w, b = _checks.promote(y, w, b)
+    if y.shape[3] != w.shape[3]:
+        raise ValueError(
+            f"conv2d_transpose: y has {y.shape[3]} channels (shape {tuple(y.shape)}) but w of shape "
+            f"{tuple(w.shape)} is the kernel of a conv with {w.shape[3]} output channels (w.shape[3])"
+        )
+    output_padding = _checks.as_pair("output_padding", output_padding, minimum=0)
+    span = (effective_size(w.shape[0], dilation[0]), effective_size(w.shape[1], dilation[1]))
+    in_hw = tuple(y.shape[1:3])
+    if isinstance(padding, str) and padding.upper() == "SAME":
+        if output_padding != (0, 0):
+            raise ValueError(f'conv2d_transpose: output_padding must be 0 with padding="SAME", got {output_padding}')
+        out_hw = tuple(m * s for m, s in zip(in_hw, stride))
+        pads = tuple(same_padding(n, k, s) for n, k, s in zip(out_hw, span, stride))
+    else:
+        pads = resolve_padding(padding, in_hw, span, stride)
+        for axis, op, s, d in zip(("height", "width"), output_padding, stride, dilation):
+            if op >= max(s, d):
+                raise ValueError(
+                    f"conv2d_transpose: output_padding along {axis} must be smaller than max(stride, dilation)="
+                    f"{max(s, d)}, got {op}"
+                )
+        out_hw = tuple(
+            (m - 1) * s + k - lo - hi + op for m, s, k, (lo, hi), op in zip(in_hw, stride, span, pads, output_padding)
+        )
+    if min(out_hw) < 1:
+        raise ValueError(
+            f"conv2d_transpose: input {tuple(y.shape)} with kernel span {span}, stride {stride} and padding {pads} "
+            f"gives an empty output {out_hw}; reduce the padding"
+        )
+    geom = ConvGeometry(stride, pads, dilation, groups)
+    if impl == "autodiff":
+        return _forward(y, w, b, geom, out_hw)
+    return _manual(geom, out_hw, output_padding)(y, w, b)

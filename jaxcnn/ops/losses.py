@@ -1,0 +1,122 @@
+"""Loss functions at the output layer and their hand-derived gradients (seed 000, 001, 003, 004).
+
+Both are batch means over the leading axis (N samples), matching the seeds' E = 1/N sum_n E^n:
+
+    mse:                    E = 1/(2N) sum_n sum_k (y_k^n - t_k^n)^2
+                            dE/dy = (y - t) / N,   dE/dt = -(y - t) / N
+                            (behind a sigmoid output this gives seed 003's (yo - d) ds(yo))
+    softmax_cross_entropy:  E = -1/N sum_n sum_k t_k^n log softmax(u^n)_k      t one-hot (or any distribution)
+                            dE/du = (softmax(u) sum_k t_k - t) / N  = (softmax(u) - onehot) / N for one-hot t
+                            dE/dt = -log softmax(u) / N
+Integer labels are turned into one-hot rows first (they carry no gradient).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxcnn.ops import _checks
+from jaxcnn.ops.activations import _log_softmax_forward
+
+
+def _mse_forward(pred, target):
+    diff = pred - target
+    return 0.5 * jnp.sum(diff * diff) / pred.shape[0]
+
+
+@jax.custom_vjp
+def _manual_mse(pred, target):
+    return _mse_forward(pred, target)
+
+
+def _mse_fwd(pred, target):
+    return _mse_forward(pred, target), (pred, target)
+
+
+def _mse_bwd(res, g):
+    pred, target = res
+    d = (pred - target) * (g / pred.shape[0])
+    return d, -d
+
+
+_manual_mse.defvjp(_mse_fwd, _mse_bwd)
+
+
+def mse(pred: jax.Array, target: jax.Array, *, impl: str = "manual") -> jax.Array:
+    """1/(2N) sum (pred - target)^2 for pred, target of the same shape (N, ...); returns a scalar."""
+    impl = _checks.check_impl(impl)
+    pred = _checks.floating_array("pred", pred)
+    target = _checks.floating_array("target", target)
+    if pred.ndim < 1:
+        raise ValueError(f"pred must have a batch axis (N, ...), got shape {tuple(pred.shape)}")
+    if pred.shape != target.shape:
+        raise ValueError(f"mse: pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+    pred, target = _checks.promote(pred, target)
+    return _mse_forward(pred, target) if impl == "autodiff" else _manual_mse(pred, target)
+
+
+def _xent_forward(logits, targets):
+    n = logits.size // logits.shape[-1]
+    return -jnp.sum(targets * _log_softmax_forward(logits, logits.ndim - 1)) / n
+
+
+@jax.custom_vjp
+def _manual_xent(logits, targets):
+    return _xent_forward(logits, targets)
+
+
+def _xent_fwd(logits, targets):
+    return _xent_forward(logits, targets), (logits, targets)
+
+
+def _xent_bwd(res, g):
+    logits, targets = res
+    scale = g / (logits.size // logits.shape[-1])
+    log_p = _log_softmax_forward(logits, logits.ndim - 1)
+    mass = jnp.sum(targets, axis=-1, keepdims=True)
+    return (jnp.exp(log_p) * mass - targets) * scale, -log_p * scale
+
+
+_manual_xent.defvjp(_xent_fwd, _xent_bwd)
+
+
+def _check_label_range(labels, num_classes: int) -> None:
+    """Reject out-of-range integer labels when their values are known (outside jit)."""
+    if isinstance(labels, jax.core.Tracer):
+        return
+    values = jnp.asarray(labels)
+    if values.size and (int(values.min()) < 0 or int(values.max()) >= num_classes):
+        raise ValueError(
+            f"labels must lie in [0, {num_classes}) for logits with {num_classes} classes, "
+            f"got values in [{int(values.min())}, {int(values.max())}]"
+        )
+
+
+def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, *, impl: str = "manual") -> jax.Array:
+    """Mean over samples of -log softmax(logits)[label].
+
+    Args:
+      logits: (..., C) floating.
+      labels: integer class ids of shape logits.shape[:-1], or float targets (e.g. one-hot) of logits' shape.
+    """
+    impl = _checks.check_impl(impl)
+    logits = _checks.floating_array("logits", logits)
+    if logits.ndim < 1 or logits.shape[-1] < 1:
+        raise ValueError(f"logits must have shape (..., num_classes), got {tuple(logits.shape)}")
+    dtype = jnp.result_type(labels)
+    if jnp.issubdtype(dtype, jnp.integer):
+        if tuple(jnp.shape(labels)) != tuple(logits.shape[:-1]):
+            raise ValueError(
+                f"integer labels must have shape logits.shape[:-1]={tuple(logits.shape[:-1])}, got {tuple(jnp.shape(labels))}"
+            )
+        _check_label_range(labels, logits.shape[-1])
+        targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+    else:
+        targets = _checks.floating_array("labels", labels)
+        if targets.shape != logits.shape:
+            raise ValueError(
+                f"float labels must have the logits' shape {tuple(logits.shape)} (one-hot rows), got {tuple(targets.shape)}"
+            )
+        logits, targets = _checks.promote(logits, targets)
+    return _xent_forward(logits, targets) if impl == "autodiff" else _manual_xent(logits, targets)

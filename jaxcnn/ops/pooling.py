@@ -1,0 +1,198 @@
+"""Max and mean pooling with their hand-derived backward passes (seed 001, 002, 003, 004).
+
+x (N, H, W, C) -> (N, H_out, W_out, C), H_out = floor((H + lo + hi - window) / stride) + 1, stride
+defaulting to the window (non-overlapping). Pooling has no parameters, only a residual to pass down:
+
+    max pooling:  dE/dx(p) = sum over windows w that hold p as their argmax of delta(w)
+                  (seed 003 records the argmax in the forward; ties go to the first maximum in row-major
+                  window order, as jax.grad and PyTorch do; padded cells hold -inf and never win)
+    mean pooling: dE/dx(p) = sum over windows w containing p of delta(w) / n(w)
+                  n(w) = window area, or the number of real (unpadded) cells if count_include_pad=False
+
+"Summed over windows" only matters when windows overlap (stride < window); with stride == window it is
+the seeds' up() of delta, routed or spread. The backward walks the window offsets (a, b): the cells
+x_pad[a + s u, b + s v] of offset (a, b) form a strided slice, and their share of delta goes back by the
+same slice, as a zero-interleaved ("dilated") copy of delta shifted by (a, b).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxcnn.ops import _checks
+from jaxcnn.ops.padding import Padding2D, check_window_fits, output_size, resolve_padding
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolGeometry:
+    window: tuple[int, int]
+    stride: tuple[int, int]
+    padding: Padding2D
+
+    def reduce_window(self, x: jax.Array, init: float, op: Callable) -> jax.Array:
+        return lax.reduce_window(
+            x,
+            jnp.array(init, x.dtype),
+            op,
+            (1, *self.window, 1),
+            (1, *self.stride, 1),
+            ((0, 0), *self.padding, (0, 0)),
+        )
+
+    def out_hw(self, in_hw: tuple[int, int]) -> tuple[int, int]:
+        return tuple(output_size(n, k, s, p) for n, k, s, p in zip(in_hw, self.window, self.stride, self.padding))
+
+    def pad(self, x: jax.Array, value: float) -> jax.Array:
+        return lax.pad(x, jnp.array(value, x.dtype), ((0, 0, 0), *((lo, hi, 0) for lo, hi in self.padding), (0, 0, 0)))
+
+    def offsets(self):
+        return [(a, b) for a in range(self.window[0]) for b in range(self.window[1])]
+
+    def window_cells(self, x_pad: jax.Array, out_hw: tuple[int, int]) -> list[jax.Array]:
+        """For each window offset (a, b) in row-major order, the (N, H_out, W_out, C) cells x_pad[a + s u, b + s v]."""
+        n, _, _, c = x_pad.shape
+        (sh, sw), (ho, wo) = self.stride, out_hw
+        return [
+            lax.slice(x_pad, (0, a, b, 0), (n, a + (ho - 1) * sh + 1, b + (wo - 1) * sw + 1, c), (1, sh, sw, 1))
+            for a, b in self.offsets()
+        ]
+
+    def scatter_to_input(self, shares: list[jax.Array], in_hw: tuple[int, int]) -> jax.Array:
+        """Adjoint of ``window_cells``: sum each offset's (N, H_out, W_out, C) share back onto its input cells."""
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        hp, wp = in_hw[0] + ph[0] + ph[1], in_hw[1] + pw[0] + pw[1]
+        total = None
+        for (a, b), share in zip(self.offsets(), shares):
+            ho, wo = share.shape[1:3]
+            placed = lax.pad(
+                share,
+                jnp.array(0, share.dtype),
+                ((0, 0, 0), (a, hp - a - (ho - 1) * sh - 1, sh - 1), (b, wp - b - (wo - 1) * sw - 1, sw - 1), (0, 0, 0)),
+            )
+            total = placed if total is None else total + placed
+        return total[:, ph[0] : ph[0] + in_hw[0], pw[0] : pw[0] + in_hw[1], :]
+
+
+def _pool_geometry(op: str, x: Any, window: Any, stride: Any, padding: Any) -> tuple[jax.Array, PoolGeometry]:
+    x = _checks.floating_array("x", x)
+    _checks.check_rank("x", x, 4, "NHWC")
+    window = _checks.as_pair("window", window)
+    stride = window if stride is None else _checks.as_pair("stride", stride)
+    pads = resolve_padding(padding, x.shape[1:3], window, stride)
+    check_window_fits(op, x.shape[1:3], window, pads, what="window")
+    return x, PoolGeometry(window, stride, pads)
+
+
+# ---------------------------------------------------------------- max pooling
+
+
+def _max_forward(x: jax.Array, geom: PoolGeometry) -> jax.Array:
+    return geom.reduce_window(x, -jnp.inf, lax.max)
+
+
+def max_pool_input_grad(x: jax.Array, delta: jax.Array, geom: PoolGeometry) -> jax.Array:
+    """Route each window's delta to the first maximum of that window; sum where windows overlap."""
+    cells = geom.window_cells(geom.pad(x, -jnp.inf), delta.shape[1:3])
+    winner = jnp.argmax(jnp.stack(cells, axis=-1), axis=-1)
+    zero = jnp.zeros((), delta.dtype)
+    shares = [jnp.where(winner == k, delta, zero) for k in range(len(cells))]
+    return geom.scatter_to_input(shares, x.shape[1:3])
+
+
+@functools.lru_cache(maxsize=None)
+def _manual_max(geom: PoolGeometry):
+    @jax.custom_vjp
+    def pool(x):
+        return _max_forward(x, geom)
+
+    def fwd(x):
+        return _max_forward(x, geom), x
+
+    def bwd(x, delta):
+        return (max_pool_input_grad(x, delta, geom),)
+
+    pool.defvjp(fwd, bwd)
+    return pool
+
+
+def max_pool(
+    x: jax.Array,
+    *,
+    window: int | tuple[int, int] = 2,
+    stride: int | tuple[int, int] | None = None,
+    padding: Any = "VALID",
+    impl: str = "manual",
+) -> jax.Array:
+    """Max over each window of NHWC ``x`` (padded cells are -inf); stride defaults to the window.
+
+    Returns (N, H_out, W_out, C). Backward: delta goes to each window's (first) argmax, see module docstring.
+    """
+    impl = _checks.check_impl(impl)
+    x, geom = _pool_geometry("max_pool", x, window, stride, padding)
+    if impl == "autodiff":
+        return _max_forward(x, geom)
+    return _manual_max(geom)(x)
+
+
+# ---------------------------------------------------------------- mean pooling
+
+
+def _window_counts(geom: PoolGeometry, in_hw: tuple[int, int], count_include_pad: bool, dtype) -> jax.Array | float:
+    """n(w): the divisor of each window, a Python number or a (1, H_out, W_out, 1) array."""
+    if count_include_pad:
+        return float(geom.window[0] * geom.window[1])
+    return geom.reduce_window(jnp.ones((1, *in_hw, 1), dtype), 0.0, lax.add)
+
+
+def _avg_forward(x: jax.Array, geom: PoolGeometry, count_include_pad: bool) -> jax.Array:
+    return geom.reduce_window(x, 0.0, lax.add) / _window_counts(geom, x.shape[1:3], count_include_pad, x.dtype)
+
+
+def avg_pool_input_grad(delta: jax.Array, geom: PoolGeometry, in_hw: tuple[int, int], count_include_pad: bool) -> jax.Array:
+    """Spread delta / n(w) evenly over every cell of each window; sum where windows overlap."""
+    share = delta / _window_counts(geom, in_hw, count_include_pad, delta.dtype)
+    return geom.scatter_to_input([share] * len(geom.offsets()), in_hw)
+
+
+@functools.lru_cache(maxsize=None)
+def _manual_avg(geom: PoolGeometry, count_include_pad: bool, in_hw: tuple[int, int]):
+    @jax.custom_vjp
+    def pool(x):
+        return _avg_forward(x, geom, count_include_pad)
+
+    def fwd(x):
+        return _avg_forward(x, geom, count_include_pad), None
+
+    def bwd(_, delta):
+        return (avg_pool_input_grad(delta, geom, in_hw, count_include_pad),)
+
+    pool.defvjp(fwd, bwd)
+    return pool
+
+
+def avg_pool(
+    x: jax.Array,
+    *,
+    window: int | tuple[int, int] = 2,
+    stride: int | tuple[int, int] | None = None,
+    padding: Any = "VALID",
+    count_include_pad: bool = True,
+    impl: str = "manual",
+) -> jax.Array:
+    """Mean over each window of NHWC ``x``; padded cells count as zeros unless ``count_include_pad=False``.
+
+    Returns (N, H_out, W_out, C). Backward: delta / n spread evenly over the window, see module docstring.
+    """
+    impl = _checks.check_impl(impl)
+    if not isinstance(count_include_pad, bool):
+        raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
+    x, geom = _pool_geometry("avg_pool", x, window, stride, padding)
+    if impl == "autodiff":
+        return _avg_forward(x, geom, count_include_pad)
+    return _manual_avg(geom, count_include_pad, tuple(x.shape[1:3]))(x)
