@@ -1,7 +1,7 @@
 """Activations f and their derivatives f', computed from the saved output y = f(u) (seed 000, 003).
 
     sigmoid:      y = 1 / (1 + e^-u)            f'(u) = y (1 - y)
-    tanh:         y = tanh(u)                   f'(u) = 1 - y^2
+    tanh:         y = tanh(u)                   f'(u) = 1 - y^2 = (1 - y)(1 + y)  (the product keeps precision near |y| = 1)
     relu:         y = max(u, 0)                 f'(u) = 1[u > 0] = 1[y > 0]    (0 at u = 0, as jax.nn.relu)
     softmax:      y = e^u / sum e^u             dE/du = y o (delta - <delta, y>)     (Jacobian-vector product)
     log_softmax:  y = u - log sum e^u           dE/du = delta - softmax(u) sum(delta) = delta - e^y sum(delta)
@@ -47,7 +47,7 @@ def _relu_forward(x):
 
 _MANUAL_ELEMENTWISE = {
     "sigmoid": _elementwise(lax.logistic, lambda y: y * (1 - y)),
-    "tanh": _elementwise(jnp.tanh, lambda y: 1 - y * y),
+    "tanh": _elementwise(jnp.tanh, lambda y: (1 - y) * (1 + y)),
     "relu": _elementwise(_relu_forward, lambda y: (y > 0).astype(y.dtype)),
 }
 _AUTODIFF_ELEMENTWISE = {"sigmoid": lax.logistic, "tanh": jnp.tanh, "relu": _relu_forward}
@@ -66,7 +66,7 @@ def sigmoid(x: jax.Array, *, impl: str = "manual") -> jax.Array:
 
 
 def tanh(x: jax.Array, *, impl: str = "manual") -> jax.Array:
-    """y = tanh(x); backward delta * (1 - y^2)."""
+    """y = tanh(x); backward delta * (1 - y)(1 + y) = delta * (1 - y^2)."""
     return _apply_elementwise("tanh", x, impl)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxcnn.ops import _checks
 from jaxcnn.ops.activations import _log_softmax_forward
@@ -85,7 +86,7 @@ def _check_label_range(labels, num_classes: int) -> None:
     """Reject out-of-range integer labels when their values are known (outside jit)."""
     if isinstance(labels, jax.core.Tracer):
         return
-    values = jnp.asarray(labels)
+    values = np.asarray(labels)
     if values.size and (int(values.min()) < 0 or int(values.max()) >= num_classes):
         raise ValueError(
             f"labels must lie in [0, {num_classes}) for logits with {num_classes} classes, "

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from jaxcnn.ops import _checks
@@ -38,7 +39,7 @@ class PoolGeometry:
     def reduce_window(self, x: jax.Array, init: float, op: Callable) -> jax.Array:
         return lax.reduce_window(
             x,
-            jnp.array(init, x.dtype),
+            np.array(init, x.dtype),
             op,
             (1, *self.window, 1),
             (1, *self.stride, 1),

@@ -1,0 +1,60 @@
+"""Command line: ``python -m jaxcnn {train,gradcheck} ...`` (also installed as the ``jaxcnn`` script)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+
+def _gradcheck(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="jaxcnn gradcheck",
+        description="Compare the hand-derived gradients of every op (and of whole models) with jax.grad and "
+        "with central finite differences, in float64. Exits 1 when any error is over tolerance.",
+    )
+    parser.add_argument("--ops", nargs="*", default=None, help="op cases to check (default: all)")
+    parser.add_argument("--models", nargs="*", default=["all"], help="models to check (default: all; none: --models)")
+    parser.add_argument("--no-timing", action="store_true", help="skip the forward+backward timings")
+    args = parser.parse_args(argv)
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from jaxcnn import gradcheck
+
+    models = args.models
+    if models == ["all"]:
+        from jaxcnn.models import MODELS
+
+        models = sorted(MODELS)
+    tol = gradcheck.Tolerances()
+    rows = gradcheck.run(args.ops, models=models, timing=not args.no_timing)
+    print(gradcheck.format_table(rows, tol))
+    bad = [r for r in rows if not r.ok(tol)]
+    print(
+        f"\n{len(rows) - len(bad)} of {len(rows)} parameters within tolerance "
+        f"(manual vs autodiff <= {tol.manual_vs_autodiff:g}, vs finite differences <= {tol.finite_difference:g})"
+    )
+    return 1 if bad else 0
+
+
+def _train(argv: Sequence[str]) -> int:
+    from jaxcnn.train.cli import main as train_main
+
+    return train_main(argv)
+
+
+COMMANDS = {"train": _train, "gradcheck": _gradcheck}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: python -m jaxcnn {{{','.join(COMMANDS)}}} [options]   (-h after a command for its options)")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

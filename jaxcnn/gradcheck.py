@@ -1,0 +1,242 @@
+"""Compare hand-derived gradients with jax.grad and with central finite differences.
+
+For a scalar function f(impl)(*args) built once with impl="manual" and once with impl="autodiff":
+
+    manual vs autodiff   max |g_m - g_a| / max |g_a|                         per array argument (pytree leaf)
+    each vs finite diff  |<g, v> - (f(x + eps v) - f(x - eps v)) / (2 eps)| / max(|<g, v>|, |fd|)
+                         over a few random unit directions v per leaf (float64)
+
+plus the compiled forward+backward time of each impl. ``python -m jaxcnn gradcheck`` prints one table row
+per parameter and exits non-zero when any error is above tolerance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcnn import ops
+
+# f(impl) -> scalar function of the arguments.
+LossFactory = Callable[[str], Callable[..., jax.Array]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerances:
+    manual_vs_autodiff: float = 1e-10
+    finite_difference: float = 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class GradRow:
+    """One parameter's comparison."""
+
+    case: str
+    param: str
+    shape: tuple[int, ...]
+    abs_manual_autodiff: float
+    rel_manual_autodiff: float
+    rel_manual_fd: float
+    rel_autodiff_fd: float
+    ms_manual: float
+    ms_autodiff: float
+
+    def ok(self, tol: Tolerances) -> bool:
+        return (
+            self.rel_manual_autodiff <= tol.manual_vs_autodiff
+            and self.rel_manual_fd <= tol.finite_difference
+            and self.rel_autodiff_fd <= tol.finite_difference
+        )
+
+
+def leaf_names(tree: Any, prefix: str = "") -> list[str]:
+    """Readable names of the leaves of a pytree of arguments ('w', 'params/conv1/w', ...)."""
+    paths, _ = jax.tree_util.tree_flatten_with_path(tree)
+    names = []
+    for path, _ in paths:
+        parts = [str(getattr(p, "key", getattr(p, "name", getattr(p, "idx", p)))) for p in path]
+        names.append("/".join([prefix, *parts] if prefix else parts) or prefix)
+    return names
+
+
+def relative_error(a: jax.Array, b: jax.Array) -> tuple[float, float]:
+    """(max |a - b|, max |a - b| / max |b|), with the scale floored at the smallest normal number."""
+    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    abs_err = float(np.max(np.abs(a64 - b64))) if a64.size else 0.0
+    scale = max(float(np.max(np.abs(b64))) if b64.size else 0.0, np.finfo(np.float64).tiny)
+    return abs_err, abs_err / scale
+
+
+def finite_difference_errors(
+    f: Callable[..., jax.Array], args: tuple, grads: tuple, *, key: jax.Array, eps: float, directions: int
+) -> list[float]:
+    """Worst relative error of <g, v> against the central difference of f along random unit v, per leaf."""
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    grad_leaves = jax.tree_util.tree_leaves(grads)
+    f_flat = jax.jit(lambda flat: f(*jax.tree_util.tree_unflatten(treedef, flat)))
+    errors = []
+    for i, (leaf, g) in enumerate(zip(leaves, grad_leaves)):
+        worst = 0.0
+        for key_v in jax.random.split(jax.random.fold_in(key, i), directions):
+            v = jax.random.normal(key_v, leaf.shape, leaf.dtype)
+            v = v / jnp.maximum(jnp.linalg.norm(v), jnp.finfo(leaf.dtype).tiny)
+            plus = [x + eps * v if j == i else x for j, x in enumerate(leaves)]
+            minus = [x - eps * v if j == i else x for j, x in enumerate(leaves)]
+            fd = float((f_flat(plus) - f_flat(minus)) / (2 * eps))
+            analytic = float(jnp.vdot(g, v))
+            scale = max(abs(analytic), abs(fd), 1e-12)
+            worst = max(worst, abs(fd - analytic) / scale)
+        errors.append(worst)
+    return errors
+
+
+def time_grad(f: Callable[..., jax.Array], args: tuple, *, repeats: int = 5, min_seconds: float = 0.05) -> float:
+    """Median milliseconds of one compiled forward+backward (jit(value_and_grad)), after a warm-up."""
+    step = jax.jit(jax.value_and_grad(f, argnums=tuple(range(len(args)))))
+    jax.block_until_ready(step(*args))
+    calls = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(calls):
+            out = step(*args)
+        jax.block_until_ready(out)
+        if time.perf_counter() - start >= min_seconds or calls >= 1 << 14:
+            break
+        calls *= 2
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            out = step(*args)
+        jax.block_until_ready(out)
+        samples.append((time.perf_counter() - start) / calls)
+    return 1e3 * statistics.median(samples)
+
+
+def compare(
+    case: str,
+    loss: LossFactory,
+    args: tuple,
+    names: Sequence[str],
+    *,
+    key: jax.Array | None = None,
+    eps: float = 1e-6,
+    directions: int = 3,
+    timing: bool = True,
+) -> list[GradRow]:
+    """Rows for every array leaf of ``args``; ``names`` names the top-level arguments."""
+    key = jax.random.PRNGKey(0) if key is None else key
+    argnums = tuple(range(len(args)))
+    f_manual, f_autodiff = loss("manual"), loss("autodiff")
+    g_manual = jax.grad(f_manual, argnums=argnums)(*args)
+    g_autodiff = jax.grad(f_autodiff, argnums=argnums)(*args)
+    fd_manual = finite_difference_errors(f_manual, args, g_manual, key=key, eps=eps, directions=directions)
+    fd_autodiff = finite_difference_errors(f_autodiff, args, g_autodiff, key=key, eps=eps, directions=directions)
+    ms_manual = time_grad(f_manual, args) if timing else float("nan")
+    ms_autodiff = time_grad(f_autodiff, args) if timing else float("nan")
+    labels = [n for name, arg in zip(names, args) for n in leaf_names(arg, name)]
+    rows = []
+    for i, (label, gm, ga) in enumerate(
+        zip(labels, jax.tree_util.tree_leaves(g_manual), jax.tree_util.tree_leaves(g_autodiff))
+    ):
+        abs_err, rel_err = relative_error(gm, ga)
+        rows.append(
+            GradRow(case, label, tuple(gm.shape), abs_err, rel_err, fd_manual[i], fd_autodiff[i], ms_manual, ms_autodiff)
+        )
+    return rows
+
+
+def format_table(rows: Sequence[GradRow], tol: Tolerances = Tolerances()) -> str:
+    header = (
+        f"{'case':<22} {'param':<24} {'shape':<18} {'|m-a| max':>10} {'rel m-a':>9} {'rel m-fd':>9} "
+        f"{'rel a-fd':>9} {'ms manual':>10} {'ms autodiff':>11}  ok"
+    )
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(
+            f"{r.case:<22} {r.param:<24} {str(r.shape):<18} {r.abs_manual_autodiff:>10.1e} {r.rel_manual_autodiff:>9.1e} "
+            f"{r.rel_manual_fd:>9.1e} {r.rel_autodiff_fd:>9.1e} {r.ms_manual:>10.3f} {r.ms_autodiff:>11.3f}  "
+            f"{'yes' if r.ok(tol) else 'NO'}"
+        )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the op cases of the command
+
+
+def _normal(key: jax.Array, i: int, shape: tuple[int, ...], dtype) -> jax.Array:
+    return jax.random.normal(jax.random.fold_in(key, i), shape, dtype)
+
+
+def _projected(op_call: Callable[[str, tuple], jax.Array], key: jax.Array, out_shape_args: tuple) -> LossFactory:
+    """Reduce an op's output to a scalar with a fixed random cotangent c: L = sum(op(...) * c)."""
+    out_shape = jax.eval_shape(lambda *a: op_call("autodiff", a), *out_shape_args).shape
+    c = jax.random.normal(jax.random.fold_in(key, 999), out_shape, out_shape_args[0].dtype)
+    return lambda impl: (lambda *a: jnp.sum(op_call(impl, a) * c))
+
+
+def op_cases(dtype=jnp.float64, key: jax.Array | None = None) -> dict[str, tuple[LossFactory, tuple, tuple[str, ...]]]:
+    """A representative, awkward configuration of every op: name -> (loss factory, args, arg names)."""
+    key = jax.random.PRNGKey(0) if key is None else key
+    n = lambda i, *shape: _normal(key, i, shape, dtype)  # noqa: E731
+    specs: dict[str, tuple[Callable[[str, tuple], jax.Array], tuple, tuple[str, ...]]] = {
+        "conv2d": (
+            lambda impl, a: ops.conv2d(*a, stride=(2, 1), padding=((1, 2), (0, 1)), dilation=(1, 2), groups=2, impl=impl),
+            (n(0, 2, 9, 8, 4), n(1, 3, 2, 2, 6), n(2, 6)),
+            ("x", "w", "b"),
+        ),
+        "conv2d_transpose": (
+            lambda impl, a: ops.conv2d_transpose(*a, stride=2, padding=1, output_padding=1, impl=impl),
+            (n(3, 2, 5, 4, 3), n(4, 3, 3, 2, 3), n(5, 2)),
+            ("y", "w", "b"),
+        ),
+        "max_pool 3x3/2": (
+            lambda impl, a: ops.max_pool(*a, window=3, stride=2, padding="SAME", impl=impl),
+            (n(6, 2, 9, 7, 3),),
+            ("x",),
+        ),
+        "avg_pool 2x2": (lambda impl, a: ops.avg_pool(*a, window=2, impl=impl), (n(7, 2, 8, 6, 3),), ("x",)),
+        "subsample": (
+            lambda impl, a: ops.subsample(*a, window=2, impl=impl),
+            (n(8, 2, 6, 4, 3), n(9, 3), n(10, 3)),
+            ("x", "beta", "b"),
+        ),
+        "upsample": (lambda impl, a: ops.upsample(*a, factor=(2, 3), impl=impl), (n(11, 2, 3, 2, 2),), ("x",)),
+        "dense": (lambda impl, a: ops.dense(*a, impl=impl), (n(12, 5, 7), n(13, 7, 4), n(14, 4)), ("x", "w", "b")),
+        "sigmoid": (lambda impl, a: ops.sigmoid(*a, impl=impl), (n(15, 4, 5),), ("x",)),
+        "tanh": (lambda impl, a: ops.tanh(*a, impl=impl), (n(16, 4, 5),), ("x",)),
+        "relu": (lambda impl, a: ops.relu(*a, impl=impl), (n(17, 4, 5),), ("x",)),
+        "softmax": (lambda impl, a: ops.softmax(*a, impl=impl), (n(18, 4, 5),), ("x",)),
+        "log_softmax": (lambda impl, a: ops.log_softmax(*a, impl=impl), (n(19, 4, 5),), ("x",)),
+        "mse": (lambda impl, a: ops.mse(*a, impl=impl), (n(20, 4, 5), n(21, 4, 5)), ("pred", "target")),
+        "softmax_cross_entropy": (
+            lambda impl, a: ops.softmax_cross_entropy(*a, impl=impl),
+            (n(22, 4, 5), jax.nn.softmax(n(23, 4, 5))),
+            ("logits", "labels"),
+        ),
+    }
+    return {name: (_projected(call, key, args), args, names) for name, (call, args, names) in specs.items()}
+
+
+def run(case_names: Sequence[str] | None = None, *, models: Sequence[str] = (), timing: bool = True) -> list[GradRow]:
+    """Rows for the named op cases (all by default) and for whole models (see jaxcnn.models)."""
+    cases = op_cases()
+    unknown = sorted(set(case_names or ()) - set(cases))
+    if unknown:
+        raise ValueError(f"unknown op case(s) {unknown}; choose from {sorted(cases)}")
+    rows = []
+    for name in case_names or cases:
+        loss, args, names = cases[name]
+        rows += compare(name, loss, args, names, timing=timing)
+    for model_name in models:
+        from jaxcnn.models import gradcheck_case  # models build on ops; imported only when asked for
+
+        loss, args, names = gradcheck_case(model_name)
+        rows += compare(f"model {model_name}", loss, args, names, timing=timing)
+    return rows
