@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from typing import Callable
 
 import jax
@@ -97,7 +99,6 @@ OP_CASES = [
         lambda impl, x: ops.max_pool(x, window=3, stride=2, padding=1, impl=impl),
         (normal(7, 2, 6, 6, 3),),
     ),
-    OpCase("avg_pool", lambda impl, x: ops.avg_pool(x, window=2, impl=impl), (normal(8, 2, 6, 4, 3),)),
     OpCase(
         "avg_pool_overlapping_no_pad_count",
         lambda impl, x: ops.avg_pool(x, window=3, stride=2, padding=1, count_include_pad=False, impl=impl),
@@ -114,8 +115,7 @@ OP_CASES = [
     OpCase("sigmoid", lambda impl, x: ops.sigmoid(x, impl=impl), (normal(19, 3, 4),)),
     OpCase("tanh", lambda impl, x: ops.tanh(x, impl=impl), (normal(20, 3, 4),)),
     OpCase("relu", lambda impl, x: ops.relu(x, impl=impl), (normal(21, 3, 4),)),
-    OpCase("softmax", lambda impl, x: ops.softmax(x, impl=impl), (normal(22, 3, 5),)),
-    OpCase("softmax_axis0", lambda impl, x: ops.softmax(x, axis=0, impl=impl), (normal(23, 3, 5),)),
+    OpCase("softmax_axis0", lambda impl, x: ops.softmax(x, axis=0, impl=impl), (normal(22, 3, 5),)),
     OpCase("log_softmax", lambda impl, x: ops.log_softmax(x, impl=impl), (normal(24, 3, 5),)),
     OpCase("log_softmax_axis1", lambda impl, x: ops.log_softmax(x, axis=1, impl=impl), (normal(25, 2, 4, 3),)),
     OpCase("mse", lambda impl, p, t: ops.mse(p, t, impl=impl), (normal(26, 4, 3), normal(27, 4, 3))),
@@ -131,6 +131,17 @@ OP_CASES = [
     ),
 ]
 CASE_IDS = [c.name for c in OP_CASES]
+# Subsets for the costlier extra checks (each op is already covered by (a) and (c) above; the per-example
+# tests below cover conv2d, relu, max_pool, dense and softmax_cross_entropy under vmap).
+VMAP_SUBSET = {"conv2d_dilated_grouped", "conv2d_transpose", "softmax_axis0", "dense_batched", "mse"}
+HVP_SUBSET = {
+    "conv2d_stride2",
+    "conv2d_transpose",
+    "max_pool_overlapping",
+    "subsample",
+    "softmax_cross_entropy_soft_targets",
+    "log_softmax_axis1",
+}
 
 
 def test_every_public_op_has_a_case():
@@ -148,8 +159,6 @@ def test_jit_of_grad_equals_eager(case: OpCase):
     eager = jax.grad(f, case.argnums)(*case.args)
     jitted = jax.jit(jax.grad(f, case.argnums))(*case.args)
     assert_trees_close(jitted, eager, 1e-12, f"{case.name} jit vs eager ")
-    # and both equal the autodiff twin's gradient
-    assert_trees_close(eager, jax.grad(case.loss("autodiff"), case.argnums)(*case.args), 1e-10, f"{case.name} ")
 
 
 # ---------------------------------------------------------------- (c) second order
@@ -180,17 +189,36 @@ def test_jacfwd_through_manual_op_raises(case: OpCase):
     """Forward mode straight through a custom_vjp op is not supported by JAX: documented limitation."""
     with pytest.raises(TypeError, match="can't apply forward-mode autodiff"):
         jax.jacfwd(case.loss("manual"), case.argnums)(*case.args)
+
+
+def test_jvp_through_manual_op_raises_under_jit_too():
+    """Inside jit, jvp of a custom_vjp traces (a custom_lin appears in the jaxpr) and fails when lowered."""
+    x = normal(33, 2, 3)
+    f = jax.jit(lambda x: jax.jvp(lambda u: ops.tanh(u), (x,), (x,)))
     with pytest.raises(TypeError, match="can't apply forward-mode autodiff"):
-        jax.jvp(case.loss("manual"), case.args, case.args)
-    jax.eval_shape(jax.jacfwd(case.loss("autodiff"), case.argnums), *case.args)  # the autodiff twin traces fine
+        f(x)
 
 
-@pytest.mark.parametrize("case", OP_CASES, ids=CASE_IDS)
+def test_jacfwd_through_autodiff_twin_works():
+    """The contrast: the same forward-mode call on the impl="autodiff" twin is fine."""
+    x = normal(31, 1, 5, 5, 2)
+    w = normal(32, 2, 2, 2, 3)
+    jf = jax.jit(jax.jacfwd(lambda w: ops.conv2d(x, w, stride=2, impl="autodiff")))(w)
+    jr = jax.jit(jax.jacrev(lambda w: ops.conv2d(x, w, stride=2, impl="manual")))(w)
+    assert jf.shape == (1, 2, 2, 3, 2, 2, 2, 3)
+    assert rel_err(jr, jf) < 1e-12
+
+
+HVP_CASES = [c for c in OP_CASES if c.name in HVP_SUBSET]
+
+
+@pytest.mark.parametrize("case", HVP_CASES, ids=[c.name for c in HVP_CASES])
 def test_forward_over_reverse_hvp_matches_autodiff(case: OpCase):
     """jvp OF grad does work: custom_vjp's fwd and bwd are ordinary JAX functions that the outer jvp traces.
 
     So a Hessian-vector product jax.jvp(jax.grad(f), x, v) is available for the manual ops even though
-    jax.jacfwd(f) is not; it must equal the reverse-over-reverse HVP grad(<grad f, v>) and the autodiff one.
+    jax.jacfwd(f) is not; it must equal the autodiff one. (A representative subset of the ops: this costs
+    two compilations per op, and reverse-over-reverse above already covers all of them.)
     """
     diff_args = [case.args[i] for i in case.argnums]
     tangents = [normal(3000 + i, *a.shape) for i, a in enumerate(diff_args)]
@@ -209,14 +237,8 @@ def test_forward_over_reverse_hvp_matches_autodiff(case: OpCase):
 
     hvp_m = hvp("manual")(diff_args, tangents)
     hvp_a = hvp("autodiff")(diff_args, tangents)
-    rev = jax.jit(
-        jax.grad(
-            lambda *d: sum(jnp.sum(gi * ti) for gi, ti in zip(grad_of_diff_args("manual")(*d), tangents)),
-            tuple(range(len(diff_args))),
-        )
-    )(*diff_args)
+    assert max(float(jnp.max(jnp.abs(h))) for h in hvp_a) > 0
     assert_trees_close(tuple(hvp_m), tuple(hvp_a), 1e-8, f"{case.name} jvp(grad) ")
-    assert_trees_close(tuple(rev), tuple(hvp_a), 1e-8, f"{case.name} grad(<grad, v>) ")
 
 
 def test_hessian_of_small_manual_model_matches_autodiff():
@@ -267,9 +289,14 @@ XS = normal(50, BATCH, 8, 8, 1)
 YS = jnp.asarray(np.random.default_rng(51).integers(0, 5, size=BATCH))
 
 
+@functools.lru_cache(maxsize=None)
+def _per_example_fn(impl):
+    return jax.jit(jax.vmap(jax.grad(single_example_loss(impl)), in_axes=(None, 0, 0)))
+
+
 def per_example_grads(impl, params=None):
     params = small_params(60) if params is None else params
-    return jax.jit(jax.vmap(jax.grad(single_example_loss(impl)), in_axes=(None, 0, 0)))(params, XS, YS)
+    return _per_example_fn(impl)(params, XS, YS)
 
 
 def test_per_example_grads_manual_equals_autodiff():
@@ -294,12 +321,6 @@ def test_mean_of_per_example_grads_is_the_batch_grad(impl):
     mean = jax.tree_util.tree_map(lambda a: jnp.mean(a, axis=0), per_example_grads(impl, params))
     batch = jax.jit(jax.grad(small_batch_loss), static_argnums=3)(params, XS, YS, impl)
     assert_trees_close(mean, batch, 1e-12, "mean vs batch ")
-
-
-def test_jit_of_per_example_grads_equals_eager():
-    params = small_params(60)
-    eager = jax.vmap(jax.grad(single_example_loss("manual")), in_axes=(None, 0, 0))(params, XS, YS)
-    assert_trees_close(per_example_grads("manual", params), eager, 1e-12, "jit per-example ")
 
 
 # ---------------------------------------------------------------- (d) a dict-of-dicts model from every op
@@ -346,6 +367,7 @@ def full_loss(params, x, labels, impl):
     return xent + 0.5 * fit + 0.1 * prior
 
 
+FULL_VALUE_AND_GRAD = jax.jit(jax.value_and_grad(full_loss), static_argnums=3)
 FULL_X = normal(70, 3, 12, 12, 2)
 FULL_Y = jnp.asarray([1, 4, 0])
 
@@ -354,9 +376,8 @@ FULL_Y = jnp.asarray([1, 4, 0])
 def test_pytree_model_grad_matches_autodiff(dtype, rtol):
     params = full_params(80, dtype)
     x = FULL_X.astype(dtype)
-    vg = jax.jit(jax.value_and_grad(full_loss), static_argnums=3)
-    lm, gm = vg(params, x, FULL_Y, "manual")
-    la, ga = vg(params, x, FULL_Y, "autodiff")
+    lm, gm = FULL_VALUE_AND_GRAD(params, x, FULL_Y, "manual")
+    la, ga = FULL_VALUE_AND_GRAD(params, x, FULL_Y, "autodiff")
     assert lm.dtype == dtype
     assert jax.tree_util.tree_structure(gm) == jax.tree_util.tree_structure(params)
     assert rel_err(lm, la) < rtol
@@ -365,18 +386,26 @@ def test_pytree_model_grad_matches_autodiff(dtype, rtol):
     assert_trees_close(gm, ga, rtol, f"{np.dtype(dtype).name} ")
 
 
-def test_pytree_model_jit_grad_equals_eager():
-    params = full_params(80, jnp.float64)
-    eager = jax.grad(full_loss)(params, FULL_X, FULL_Y, "manual")
-    jitted = jax.jit(jax.grad(full_loss), static_argnums=3)(params, FULL_X, FULL_Y, "manual")
-    assert_trees_close(jitted, eager, 1e-12, "jit ")
-
-
 def test_pytree_model_gradient_step_decreases_loss():
     params = full_params(80, jnp.float64)
-    loss, grads = jax.jit(jax.value_and_grad(full_loss), static_argnums=3)(params, FULL_X, FULL_Y, "manual")
+    loss, grads = FULL_VALUE_AND_GRAD(params, FULL_X, FULL_Y, "manual")
     stepped = jax.tree_util.tree_map(lambda p, g: p - 0.05 * g, params, grads)
-    assert float(jax.jit(full_loss, static_argnums=3)(stepped, FULL_X, FULL_Y, "manual")) < float(loss)
+    assert float(FULL_VALUE_AND_GRAD(stepped, FULL_X, FULL_Y, "manual")[0]) < float(loss)
+
+
+def test_pytree_model_per_example_grads():
+    """vmap(grad) of the one-example loss through every op: manual == autodiff, mean == batch gradient."""
+    params = full_params(80, jnp.float64)
+
+    def one(impl):
+        return lambda p, x, y: full_loss(p, x[None], y[None], impl)
+
+    per_m = jax.jit(jax.vmap(jax.grad(one("manual")), in_axes=(None, 0, 0)))(params, FULL_X, FULL_Y)
+    per_a = jax.jit(jax.vmap(jax.grad(one("autodiff")), in_axes=(None, 0, 0)))(params, FULL_X, FULL_Y)
+    assert_trees_close(per_m, per_a, 1e-10, "per-example ")
+    # full_loss is a batch mean of per-sample terms, so the mean of per-example grads is the batch grad
+    batch = FULL_VALUE_AND_GRAD(params, FULL_X, FULL_Y, "manual")[1]
+    assert_trees_close(jax.tree_util.tree_map(lambda a: a.mean(axis=0), per_m), batch, 1e-12, "mean vs batch ")
 
 
 # ---------------------------------------------------------------- (e) jit + vmap of the forward
@@ -404,7 +433,10 @@ def test_jit_vmap_forward_manual_equals_autodiff():
     np.testing.assert_array_equal(np.asarray(fm), np.asarray(fa))
 
 
-@pytest.mark.parametrize("case", OP_CASES, ids=CASE_IDS)
+VMAP_CASES = [c for c in OP_CASES if c.name in VMAP_SUBSET]
+
+
+@pytest.mark.parametrize("case", VMAP_CASES, ids=[c.name for c in VMAP_CASES])
 def test_vmap_of_grad_over_extra_axis_per_op(case: OpCase):
     """vmap of the manual op's grad over a stacked copy of the arguments equals grad per slice."""
     stacked = tuple(jnp.stack([a, 0.5 * a + 0.1]) for a in case.args)

@@ -1,0 +1,25 @@
+"""``python -m jaxcnn train``: parse a TrainConfig from flags, run it, print the final metrics."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Sequence
+
+from jaxcnn.train.config import config_from_args
+
+
+def main(argv: Sequence[str]) -> int:
+    cfg = config_from_args(argv)
+    from jaxcnn.data import DataSourceNotFoundError
+    from jaxcnn.train.run import TrainingDiverged, train
+
+    try:
+        result = train(cfg)
+    except (ValueError, FileExistsError, PermissionError, DataSourceNotFoundError, TrainingDiverged) as err:
+        print(f"jaxcnn train: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    print(json.dumps(result, indent=2))
+    return 0

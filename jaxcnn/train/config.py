@@ -1,0 +1,88 @@
+"""Training configuration: one small dataclass, every field overridable from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from typing import Any, Sequence
+
+OPTIMIZERS = ("sgd", "momentum", "adam")
+EPOCH_MODES = ("auto", "scan", "loop")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """What ``python -m jaxcnn train`` runs. Each field is a ``--flag`` (underscores become dashes)."""
+
+    model: str = "lenet5"
+    dataset: str = "fashion_mnist"
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    impl: str = "manual"
+    seed: int = 0
+    epoch_mode: str = "auto"  # scan: the whole epoch is one jitted lax.scan; loop: a Python loop of jitted steps
+    per_example_clip: float | None = None  # clip each example's gradient to this L2 norm before averaging
+    train_subset: int = 0  # use only the first N training images (0: all)
+    test_subset: int = 0
+    eval_batch_size: int = 1000
+    log_every: int = 50  # steps between metrics.jsonl lines
+    checkpoint_every: int = 0  # steps between checkpoints in loop mode (0: at epoch ends only)
+    data_dir: str | None = None
+    tfds_data_dir: str | None = None
+    run_dir: str | None = None  # default runs/<model>-<time>
+    resume: bool = False
+    overwrite: bool = False
+    plots: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from {OPTIMIZERS}")
+        if self.epoch_mode not in EPOCH_MODES:
+            raise ValueError(f"unknown epoch_mode {self.epoch_mode!r}; choose from {EPOCH_MODES}")
+        if self.impl not in ("manual", "autodiff"):
+            raise ValueError(f"impl must be 'manual' or 'autodiff', got {self.impl!r}")
+        for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("train_subset", "test_subset", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.per_example_clip is not None and not self.per_example_clip > 0:
+            raise ValueError(f"per_example_clip must be > 0, got {self.per_example_clip}")
+
+
+def _field_type(annotation: Any) -> type:
+    """The scalar type of a field annotation such as 'float | None'."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, {}, {})  # annotations are postponed strings of builtin types
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfig) -> None:
+    for field in dataclasses.fields(cls):
+        flag = "--" + field.name.replace("_", "-")
+        kind = _field_type(field.type)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
+        else:
+            parser.add_argument(flag, type=kind, default=field.default, metavar=kind.__name__.upper())
+
+
+def config_from_args(argv: Sequence[str], cls: type = TrainConfig, prog: str = "jaxcnn train") -> Any:
+    parser = argparse.ArgumentParser(prog=prog, description=cls.__doc__)
+    add_config_arguments(parser, cls)
+    args = parser.parse_args(argv)
+    try:
+        return cls(**vars(args))
+    except ValueError as err:
+        parser.error(str(err))

@@ -1,0 +1,266 @@
+"""The training job: data -> state -> epochs -> run directory (config, metrics, TensorBoard, checkpoints, plots).
+
+Run directory layout:
+    config.json        the TrainConfig
+    metrics.jsonl      one JSON object per line: step, epoch, train_loss, train_accuracy, images_per_s;
+                       at each epoch end also test_loss, test_accuracy
+    tb/                TensorBoard event files (tensorboardX)
+    checkpoints/       orbax checkpoints of {params, opt_state, step} plus the config they belong to
+    *.png              loss/accuracy curves, first-layer kernels, feature maps and residual maps of one image
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from tqdm.auto import tqdm
+
+from jaxcnn import data
+from jaxcnn.models import Model, get_model
+from jaxcnn.train.config import TrainConfig
+from jaxcnn.train.step import (
+    TrainState,
+    epoch_order,
+    evaluate_dataset,
+    init_state,
+    make_epoch_scan,
+    make_eval,
+    make_optimizer,
+    make_train_step,
+)
+
+# Fields that must match for a checkpoint to be resumed: they change the meaning or shape of the state.
+RESUME_KEYS = ("model", "dataset", "optimizer", "batch_size", "seed", "impl", "per_example_clip", "train_subset")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+def default_epoch_mode() -> str:
+    """XLA:CPU runs convolutions inside a while loop (lax.scan) without its fast single-op paths, so on CPU
+    a Python loop of jitted steps is faster; on GPU/TPU one program per epoch saves the dispatch."""
+    return "loop" if jax.default_backend() == "cpu" else "scan"
+
+
+def prepare_run_dir(cfg: TrainConfig) -> Path:
+    run_dir = Path(cfg.run_dir or f"runs/{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if run_dir.exists() and any(run_dir.iterdir()) and not (cfg.resume or cfg.overwrite):
+        raise FileExistsError(
+            f"run directory {run_dir} already holds a run; pass --resume to continue it, --overwrite to "
+            f"replace it, or choose another --run-dir"
+        )
+    if cfg.overwrite and not cfg.resume and run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(f"run directory {run_dir} is not writable: {err}") from err
+    return run_dir
+
+
+class MetricsLog:
+    """metrics.jsonl plus TensorBoard scalars; on resume, lines after the restored step are dropped."""
+
+    def __init__(self, run_dir: Path, resume_step: int | None):
+        self.path = run_dir / "metrics.jsonl"
+        records = self.read(self.path) if self.path.exists() else []
+        if resume_step is not None:
+            records = [r for r in records if r["step"] <= resume_step]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        self.records = records
+        from tensorboardX import SummaryWriter
+
+        self.tb = SummaryWriter(str(run_dir / "tb"))
+
+    @staticmethod
+    def read(path: Path) -> list[dict]:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        for key, value in record.items():
+            if key not in ("step", "epoch") and isinstance(value, (int, float)):
+                self.tb.add_scalar(key, value, record["step"])
+
+    def close(self) -> None:
+        self.tb.close()
+
+
+class Checkpoints:
+    """orbax CheckpointManager over {params, opt_state, step} with the config stored beside the state."""
+
+    def __init__(self, run_dir: Path, cfg: TrainConfig):
+        self.cfg = cfg
+        self.manager = ocp.CheckpointManager(
+            (run_dir / "checkpoints").absolute(), options=ocp.CheckpointManagerOptions(max_to_keep=3, create=True)
+        )
+
+    def save(self, state: TrainState) -> None:
+        step = int(state.step)
+        if step in self.manager.all_steps():
+            return
+        meta = {k: getattr(self.cfg, k) for k in RESUME_KEYS}
+        self.manager.save(
+            step, args=ocp.args.Composite(state=ocp.args.StandardSave(state._asdict()), meta=ocp.args.JsonSave(meta))
+        )
+        self.manager.wait_until_finished()
+
+    def restore_latest(self, template: TrainState) -> TrainState | None:
+        step = self.manager.latest_step()
+        if step is None:
+            return None
+        meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        mismatched = {k: (meta.get(k), getattr(self.cfg, k)) for k in RESUME_KEYS if meta.get(k) != getattr(self.cfg, k)}
+        if mismatched:
+            detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in mismatched.items())
+            raise ValueError(f"cannot resume: the checkpoint in {self.manager.directory} was written by another config ({detail})")
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template._asdict())
+        restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+        return TrainState(**restored)
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def load_split(cfg: TrainConfig, split: str, subset: int) -> data.Dataset:
+    ds = data.load(cfg.dataset, split, data_dir=cfg.data_dir, tfds_data_dir=cfg.tfds_data_dir)
+    if subset:
+        ds = dataclasses.replace(ds, images=ds.images[:subset], labels=ds.labels[:subset])
+    return ds
+
+
+def _check_finite(losses: np.ndarray, first_step: int) -> None:
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        raise TrainingDiverged(
+            f"the training loss became {losses[bad[0]]} at step {first_step + int(bad[0]) + 1}; the last good "
+            f"checkpoint is kept. Lower --learning-rate or try --optimizer adam."
+        )
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run the training job described by ``cfg``; returns the final metrics and the run directory."""
+    model: Model = get_model(cfg.model)
+    run_dir = prepare_run_dir(cfg)
+    (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    train_ds, test_ds = load_split(cfg, "train", cfg.train_subset), load_split(cfg, "test", cfg.test_subset)
+    if train_ds.num_classes != model.num_classes:
+        model = get_model(cfg.model, train_ds.num_classes)
+    if tuple(train_ds.images.shape[1:]) != model.input_shape:
+        raise ValueError(f"model {cfg.model!r} expects {model.input_shape} images; {cfg.dataset} has {train_ds.images.shape[1:]}")
+    if train_ds.images.shape[0] < cfg.batch_size:
+        raise ValueError(f"batch_size {cfg.batch_size} exceeds the {train_ds.images.shape[0]} training images")
+
+    optimizer = make_optimizer(cfg)
+    key = jax.random.PRNGKey(cfg.seed)
+    init_key, data_key = jax.random.split(key)
+    state = init_state(model, optimizer, init_key)
+    checkpoints = Checkpoints(run_dir, cfg)
+    if cfg.resume:
+        restored = checkpoints.restore_latest(state)
+        if restored is not None:
+            state = restored
+    log = MetricsLog(run_dir, int(state.step) if cfg.resume else None)
+
+    images, labels = jnp.asarray(train_ds.images), jnp.asarray(train_ds.labels)
+    steps_per_epoch = images.shape[0] // cfg.batch_size
+    mode = default_epoch_mode() if cfg.epoch_mode == "auto" else cfg.epoch_mode
+    train_step = make_train_step(model, optimizer, cfg.impl, cfg.per_example_clip)
+    step_fn = jax.jit(train_step, donate_argnums=0)
+    epoch_fn = jax.jit(make_epoch_scan(train_step, cfg.batch_size), donate_argnums=0)
+    eval_fn = jax.jit(make_eval(model, cfg.impl))
+
+    start_epoch, start_batch = divmod(int(state.step), steps_per_epoch)
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=int(state.step), disable=not cfg.progress, unit="step")
+    final: dict[str, Any] = {}
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            tic = time.perf_counter()
+            first_step = int(state.step)
+            if mode == "scan" and start_batch == 0:
+                state, (losses, accs) = epoch_fn(state, images, labels, data_key, epoch)
+                losses, accs = np.asarray(losses), np.asarray(accs)
+                _check_finite(losses, first_step)
+                bar.update(steps_per_epoch)
+            else:
+                order = epoch_order(data_key, epoch, images.shape[0], cfg.batch_size)
+                losses, accs = [], []
+                for b in range(start_batch, steps_per_epoch):
+                    idx = order[b]
+                    state, (loss, acc) = step_fn(state, images[idx], labels[idx])
+                    losses.append(float(loss))
+                    accs.append(float(acc))
+                    _check_finite(np.asarray(losses[-1:]), int(state.step) - 1)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{losses[-1]:.4f}", acc=f"{accs[-1]:.3f}")
+                    if cfg.checkpoint_every and int(state.step) % cfg.checkpoint_every == 0:
+                        checkpoints.save(state)
+                losses, accs = np.asarray(losses), np.asarray(accs)
+            start_batch = 0
+            seconds = time.perf_counter() - tic
+            images_per_s = len(losses) * cfg.batch_size / max(seconds, 1e-9)
+            for j in range(len(losses) - 1):  # the epoch's last step gets the epoch-end line below
+                step = first_step + j + 1
+                if step % cfg.log_every == 0:
+                    window = slice(max(0, j + 1 - cfg.log_every), j + 1)
+                    log.write(
+                        {
+                            "step": step,
+                            "epoch": epoch,
+                            "train_loss": float(losses[window].mean()),
+                            "train_accuracy": float(accs[window].mean()),
+                        }
+                    )
+            test_loss, test_acc = evaluate_dataset(eval_fn, state.params, test_ds.images, test_ds.labels, cfg.eval_batch_size)
+            final = {
+                "step": int(state.step),
+                "epoch": epoch,
+                "train_loss": float(losses[-min(cfg.log_every, len(losses)) :].mean()),
+                "train_accuracy": float(accs[-min(cfg.log_every, len(accs)) :].mean()),
+                "test_loss": test_loss,
+                "test_accuracy": test_acc,
+                "images_per_s": images_per_s,
+                "epoch_seconds": seconds,
+            }
+            log.write(final)
+            bar.set_postfix(loss=f"{final['train_loss']:.4f}", test_acc=f"{test_acc:.4f}", img_s=f"{images_per_s:.0f}")
+            checkpoints.save(state)
+    except KeyboardInterrupt:
+        checkpoints.save(state)
+        bar.close()
+        print(f"\ninterrupted at step {int(state.step)}; checkpoint saved. Resume with: --run-dir {run_dir} --resume")
+        raise
+    finally:
+        bar.close()
+        log.close()
+        checkpoints.close()
+    if cfg.plots:
+        from jaxcnn.train import plots
+
+        write_plots(plots, model, state.params, log.records, test_ds, run_dir, cfg.impl)
+    return {**final, "run_dir": str(run_dir), "epoch_mode": mode}
+
+
+def write_plots(plots, model: Model, params: dict, records: list[dict], test_ds, run_dir: Path, impl: str) -> None:
+    image, label = test_ds.images[0], int(test_ds.labels[0])
+    plots.plot_curves(records, run_dir / "curves.png")
+    first_conv = next(k for k in model.net.keys if k.endswith("_conv"))
+    plots.plot_kernels(np.asarray(params[first_conv]["w"]), run_dir / "kernels.png", title=f"{model.name}: {first_conv}")
+    plots.plot_feature_maps(model, params, image, run_dir / "feature_maps.png", impl=impl)
+    plots.plot_residual_maps(model, params, image, label, run_dir / "residual_maps.png", impl=impl)
