@@ -255,7 +255,9 @@ def load(
     try:
         images, labels, num_classes = load_tfds(name, split, data_dir=tfds_data_dir)
     except UnknownDatasetError as err:
-        raise ValueError(f"{err} No IDX files were found for it either ({'; '.join(tried)}).") from None
+        raise UnknownDatasetError(
+            f"{err} No IDX files were found for it either ({'; '.join(tried)})."
+        ) from None
     except TfdsNotPreparedError as err:
         tried.append(str(err))
         fixes = [
@@ -267,7 +269,7 @@ def load(
             fixes.append("apt-get install dataset-fashion-mnist")
         fixes.append(
             f"prepare the tfds data_dir where there is network access "
-            f"(tfds build {name} --data_dir DIR) and pass DIR as tfds_data_dir"
+            f"(tfds build {name} --data_dir DIR) and pass DIR as --tfds-data-dir / tfds_data_dir"
         )
         raise DataSourceNotFoundError(
             f"no source found for {name!r} split {split!r}. Tried:\n  - "

@@ -1,0 +1,177 @@
+"""Training: losses fall, impls and epoch modes agree, per-example clipping, resume, run-directory rules."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxcnn.data import DEBIAN_FASHION_MNIST_DIR
+from jaxcnn.models import MODELS, get_model
+from jaxcnn.train import TrainConfig, batch_gradients, init_state, make_epoch_scan, make_train_step, train
+from jaxcnn.train.config import config_from_args
+from jaxcnn.train.step import epoch_order
+from _synthetic import synthetic_images, write_synthetic_idx_dir
+
+# Pinned parameter counts (as the Flax MNIST example does): a change here is a change of architecture.
+PARAM_COUNTS = {"lenet5": 61706, "lenet5_classic": 61750, "seed003": 2916, "seed004": 100, "cnn_small": 665962}
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory) -> Path:
+    return write_synthetic_idx_dir(tmp_path_factory.mktemp("synthetic"))
+
+
+def small_config(tmp_path: Path, idx_dir: Path, **overrides) -> TrainConfig:
+    base = dict(
+        model="lenet5",
+        dataset="synthetic",
+        data_dir=str(idx_dir),
+        epochs=2,
+        batch_size=64,
+        log_every=4,
+        run_dir=str(tmp_path / "run"),
+        plots=False,
+        progress=False,
+    )
+    return TrainConfig(**{**base, **overrides})
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_param_count_and_output_shape(name):
+    model = get_model(name)
+    params = model.init(jax.random.PRNGKey(0))
+    assert sum(p.size for p in jax.tree_util.tree_leaves(params)) == PARAM_COUNTS[name]
+    x = jnp.zeros((3, *model.input_shape))
+    assert model.apply(params, x).shape == (3, 10)
+
+
+def test_model_rejects_wrong_input_shape():
+    model = get_model("lenet5")
+    params = model.init(jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match=r"expects images of shape \(N, 28, 28, 1\), got \(2, 32, 32, 3\)"):
+        model.apply(params, jnp.zeros((2, 32, 32, 3)))
+
+
+def test_unknown_names_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown model 'resnet1000'"):
+        get_model("resnet1000")
+    with pytest.raises(ValueError, match="unknown optimizer 'adamw2'"):
+        TrainConfig(optimizer="adamw2")
+    with pytest.raises(SystemExit):
+        config_from_args(["--epoch-mode", "sometimes"])
+
+
+def _run_steps(model_name: str, impl: str, steps: int = 12, mode: str = "loop"):
+    model = get_model(model_name)
+    optimizer = optax.adam(1e-3)
+    state = init_state(model, optimizer, jax.random.PRNGKey(0))
+    images, labels = synthetic_images(steps * 32, seed=3)
+    images = jnp.asarray(images[..., None] / 255.0, jnp.float32)
+    labels = jnp.asarray(labels, jnp.int32)
+    step = make_train_step(model, optimizer, impl)
+    if mode == "scan":
+        state, (losses, _) = jax.jit(make_epoch_scan(step, 32))(state, images, labels, jax.random.PRNGKey(1), 0)
+        return state, np.asarray(losses)
+    order = epoch_order(jax.random.PRNGKey(1), 0, images.shape[0], 32)
+    step = jax.jit(step)
+    losses = []
+    for idx in order:
+        state, (loss, _) = step(state, images[idx], labels[idx])
+        losses.append(float(loss))
+    return state, np.asarray(losses)
+
+
+@pytest.mark.parametrize("name", ["lenet5", "lenet5_classic", "seed003"])
+def test_manual_and_autodiff_give_the_same_loss_curve(name):
+    _, manual = _run_steps(name, "manual")
+    _, autodiff = _run_steps(name, "autodiff")
+    np.testing.assert_allclose(manual, autodiff, rtol=2e-5)
+
+
+def test_scan_epoch_equals_python_loop():
+    state_loop, loop = _run_steps("lenet5", "manual", mode="loop")
+    state_scan, scan = _run_steps("lenet5", "manual", mode="scan")
+    np.testing.assert_allclose(loop, scan, rtol=2e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(state_loop.params), jax.tree_util.tree_leaves(state_scan.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_per_example_clipping():
+    model = get_model("seed004")
+    params = model.init(jax.random.PRNGKey(0))
+    images, labels = synthetic_images(8, seed=5)
+    x = jnp.asarray(images[..., None] / 255.0, jnp.float32)
+    y = jnp.asarray(labels, jnp.int32)
+    (_, _), plain = batch_gradients(model, "manual", None)(params, x, y)
+    (_, _), loose = batch_gradients(model, "manual", 1e9)(params, x, y)
+    for a, b in zip(jax.tree_util.tree_leaves(plain), jax.tree_util.tree_leaves(loose)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    clip = 1e-3
+    (_, _), tight = batch_gradients(model, "manual", clip)(params, x, y)
+    norm = float(optax.tree.norm(tight))
+    assert norm <= clip * (1 + 1e-5)  # the mean of vectors of norm <= C has norm <= C
+    assert norm > 0
+
+
+def test_training_job_writes_a_run_directory_and_learns(tmp_path, idx_dir):
+    cfg = small_config(tmp_path, idx_dir, epochs=3, plots=True)
+    result = train(cfg)
+    run = Path(result["run_dir"])
+    assert result["test_accuracy"] > 0.5  # ten classes: chance is 0.1
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records]
+    assert steps == sorted(set(steps)), "steps are strictly increasing, none duplicated"
+    epoch_ends = [r for r in records if "test_accuracy" in r]
+    assert [r["epoch"] for r in epoch_ends] == [0, 1, 2]
+    assert records[0]["train_loss"] > epoch_ends[-1]["train_loss"]
+    assert json.loads((run / "config.json").read_text())["model"] == "lenet5"
+    assert list((run / "tb").iterdir()), "TensorBoard event files"
+    for png in ("curves.png", "kernels.png", "feature_maps.png", "residual_maps.png"):
+        assert (run / png).stat().st_size > 1000
+
+
+def test_resume_continues_to_the_same_result(tmp_path, idx_dir):
+    straight = train(small_config(tmp_path / "a", idx_dir, epochs=2))
+    train(small_config(tmp_path / "b", idx_dir, epochs=1))
+    resumed = train(small_config(tmp_path / "b", idx_dir, epochs=2, resume=True))
+    assert resumed["test_loss"] == straight["test_loss"]
+    assert resumed["test_accuracy"] == straight["test_accuracy"]
+    a = (tmp_path / "a" / "run" / "metrics.jsonl").read_text()
+    b = (tmp_path / "b" / "run" / "metrics.jsonl").read_text()
+    strip = lambda text: [{k: v for k, v in json.loads(l).items() if k not in ("images_per_s", "epoch_seconds")} for l in text.splitlines()]  # noqa: E731,E741
+    assert strip(a) == strip(b)
+
+
+def test_run_directory_is_never_overwritten_silently(tmp_path, idx_dir):
+    cfg = small_config(tmp_path, idx_dir, epochs=1)
+    train(cfg)
+    with pytest.raises(FileExistsError, match="--resume .* --overwrite"):
+        train(cfg)
+    train(dataclasses.replace(cfg, overwrite=True))
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, idx_dir):
+    train(small_config(tmp_path, idx_dir, epochs=1))
+    with pytest.raises(ValueError, match="model: checkpoint 'lenet5' vs now 'seed004'"):
+        train(small_config(tmp_path, idx_dir, epochs=2, model="seed004", resume=True))
+
+
+@pytest.mark.skipif(not Path(DEBIAN_FASHION_MNIST_DIR).is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_smoke_training_on_fashion_mnist(tmp_path):
+    """A few hundred steps on a subset of the real data: the loss falls and accuracy beats chance widely."""
+    cfg = TrainConfig(
+        model="lenet5", epochs=3, batch_size=32, train_subset=3200, test_subset=1000,
+        run_dir=str(tmp_path / "run"), plots=False, progress=False, log_every=20,
+    )  # fmt: skip
+    result = train(cfg)
+    records = [json.loads(line) for line in (Path(result["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    assert result["step"] == 300
+    assert records[-1]["train_loss"] < 0.6 * records[0]["train_loss"]
+    assert result["test_accuracy"] > 0.6
