@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 EPOCH_MODES = ("auto", "scan", "loop")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +24,8 @@ class TrainConfig:
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     momentum: float = 0.9
+    lr_schedule: str = "cosine"  # constant, or cosine decay to 0 over the run
+    standardize: bool = True  # scale images to zero mean, unit variance (statistics of the training split)
     impl: str = "manual"
     seed: int = 0
     epoch_mode: str = "auto"  # scan: the whole epoch is one jitted lax.scan; loop: a Python loop of jitted steps
@@ -43,6 +46,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from {OPTIMIZERS}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose from {LR_SCHEDULES}")
         if self.epoch_mode not in EPOCH_MODES:
             raise ValueError(f"unknown epoch_mode {self.epoch_mode!r}; choose from {EPOCH_MODES}")
         if self.impl not in ("manual", "autodiff"):

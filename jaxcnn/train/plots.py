@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
@@ -157,12 +159,8 @@ def plot_kernels(w: Any, path: PathLike, title: str = "first-layer kernels") -> 
     return _save(fig, path)
 
 
-def _cmap_with_bad(name: str, bad: str = "0.85"):
-    from matplotlib import colormaps
-
-    cmap = colormaps[name].copy()
-    cmap.set_bad(bad)
-    return cmap
+def _cmap_with_bad(name: str, bad: str = "0.85") -> Colormap:
+    return colormaps[name].with_extremes(bad=bad)
 
 
 # ----------------------------------------------------------------------------------- layer-wise grids
@@ -179,16 +177,16 @@ def _layer_rows(
 
     Each row has its own colour scale (symmetric about zero when ``diverging``), noted under its label.
     """
-    cols = max(
-        [min(a.shape[-1], max_channels) for _, a in rows if a.ndim == 4] + [1],
-    )
-    grid = fig.add_gridspec(len(rows), cols, hspace=0.35, wspace=0.08, left=0.13, right=0.98, top=0.93, bottom=0.02)
+    cols = _grid_columns(rows, max_channels)
+    width, height = fig.get_size_inches()
+    margins = dict(left=1.5 / width, right=1 - 0.15 / width, top=1 - 0.6 / height, bottom=0.1 / height)
+    grid = fig.add_gridspec(len(rows), cols, hspace=0.35, wspace=0.08, **margins)
     cmap = _cmap_with_bad(DIVERGING if diverging else SEQUENTIAL)
     for r, (label, a) in enumerate(rows):
         a = np.asarray(a, dtype=np.float64)
         if diverging:
             vmax = _symmetric_limit(a)
-            vmin, scale_note = -vmax, f"|max| {vmax:.2g}"
+            vmin, scale_note = -vmax, (f"|max| {vmax:.2g}" if np.any(a != 0) else "all zero")
         else:
             finite = a[np.isfinite(a)]
             vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
@@ -202,8 +200,9 @@ def _layer_rows(
                 ax.imshow(a[0, :, :, c], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
                 _no_ticks(ax)
                 if c == 0:
-                    more = f" (first {shown} of {a.shape[-1]})" if a.shape[-1] > shown else ""
-                    ax.set_ylabel(f"{label}\n{a.shape[1]}x{a.shape[2]}x{a.shape[3]}{more}\n{scale_note}", fontsize=7)
+                    more = f", {shown} shown" if a.shape[-1] > shown else ""
+                    note = f"{label}\n{a.shape[1]}x{a.shape[2]}x{a.shape[3]}{more}\n{scale_note}"
+                    ax.set_ylabel(note, fontsize=7, rotation=0, ha="right", va="center")
         else:
             strip = a.reshape(1, -1)
             ax = fig.add_subplot(grid[r, :])
@@ -212,10 +211,16 @@ def _layer_rows(
             ax.set_ylabel(f"{label}\n{strip.shape[1]}\n{scale_note}", fontsize=7, rotation=0, ha="right", va="center")
 
 
-def _figure_for_rows(rows: list[tuple[str, np.ndarray]]) -> Figure:
-    cols = max([min(a.shape[-1], MAX_CHANNELS) for _, a in rows if a.ndim == 4] + [1])
+def _grid_columns(rows: list[tuple[str, np.ndarray]], max_channels: int = MAX_CHANNELS) -> int:
+    """Map columns: the widest 4-d row (capped), at least 6 so that few-channel maps keep a sensible size."""
+    return max([min(a.shape[-1], max_channels) for _, a in rows if a.ndim == 4] + [6])
+
+
+def _figure_for_rows(rows: list[tuple[str, np.ndarray]], title: str) -> Figure:
     heights = sum(1.0 if a.ndim == 4 else 0.45 for _, a in rows)
-    return Figure(figsize=(1.6 + 0.95 * max(cols, 6), 0.6 + 1.05 * heights))
+    fig = Figure(figsize=(1.65 + 0.95 * _grid_columns(rows), 0.7 + 1.05 * heights))
+    fig.suptitle(title, fontsize=10, y=1 - 0.12 / fig.get_size_inches()[1], va="top")
+    return fig
 
 
 def plot_feature_maps(model: Model, params: dict, image: Any, path: PathLike, impl: str = "manual") -> Path:
@@ -227,9 +232,8 @@ def plot_feature_maps(model: Model, params: dict, image: Any, path: PathLike, im
     outputs = model.net.intermediates(params, x, impl=impl)
     rows = [("input", np.asarray(x))]
     rows += [(key, np.asarray(y)) for key, y in zip(model.net.keys, outputs) if y.ndim == 4]
-    fig = _figure_for_rows(rows)
+    fig = _figure_for_rows(rows, f"{model.name}: feature maps of one image (impl={impl})")
     _layer_rows(fig, rows, diverging=False)
-    fig.suptitle(f"{model.name}: feature maps of one image (impl={impl})", fontsize=10)
     return _save(fig, path)
 
 
@@ -264,11 +268,10 @@ def plot_residual_maps(
     Diverging colour map centred on zero; each row has its own symmetric scale (|max| printed under the label).
     """
     loss, deltas = _residuals(model, params, image, label, impl)
-    fig = _figure_for_rows(deltas)
-    _layer_rows(fig, deltas, diverging=True)
-    fig.suptitle(
-        f"{model.name}: residual maps \u03b4 = \u2202E/\u2202(layer output), label {int(label)}, "
-        f"loss {loss:.4g} (impl={impl})",
-        fontsize=10,
+    title = (
+        f"{model.name}: residual maps \u03b4 = \u2202E/\u2202(layer output), "
+        f"label {int(label)}, loss {loss:.4g} (impl={impl})"
     )
+    fig = _figure_for_rows(deltas, title)
+    _layer_rows(fig, deltas, diverging=True)
     return _save(fig, path)

@@ -167,7 +167,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if train_ds.images.shape[0] < cfg.batch_size:
         raise ValueError(f"batch_size {cfg.batch_size} exceeds the {train_ds.images.shape[0]} training images")
 
-    optimizer = make_optimizer(cfg)
+    if cfg.standardize:
+        mean, std = float(train_ds.images.mean()), float(train_ds.images.std())
+        train_ds, test_ds = (dataclasses.replace(d, images=(d.images - mean) / std) for d in (train_ds, test_ds))
+        (run_dir / "data.json").write_text(json.dumps({"source": train_ds.source, "mean": mean, "std": std}) + "\n")
+    steps_per_epoch = train_ds.images.shape[0] // cfg.batch_size
+    optimizer = make_optimizer(cfg, cfg.epochs * steps_per_epoch)
     key = jax.random.PRNGKey(cfg.seed)
     init_key, data_key = jax.random.split(key)
     state = init_state(model, optimizer, init_key)
@@ -179,7 +184,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     log = MetricsLog(run_dir, int(state.step) if cfg.resume else None)
 
     images, labels = jnp.asarray(train_ds.images), jnp.asarray(train_ds.labels)
-    steps_per_epoch = images.shape[0] // cfg.batch_size
     mode = default_epoch_mode() if cfg.epoch_mode == "auto" else cfg.epoch_mode
     train_step = make_train_step(model, optimizer, cfg.impl, cfg.per_example_clip)
     step_fn = jax.jit(train_step, donate_argnums=0)

@@ -22,12 +22,16 @@ class TrainState(NamedTuple):
     step: jax.Array  # int32 scalar: optimizer steps taken
 
 
-def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+    """sgd, sgd with momentum, or adam, at a constant or cosine-decayed learning rate."""
+    lr = cfg.learning_rate
+    if cfg.lr_schedule == "cosine":
+        lr = optax.cosine_decay_schedule(cfg.learning_rate, decay_steps=max(total_steps, 1))
     if cfg.optimizer == "sgd":
-        return optax.sgd(cfg.learning_rate)
+        return optax.sgd(lr)
     if cfg.optimizer == "momentum":
-        return optax.sgd(cfg.learning_rate, momentum=cfg.momentum)
-    return optax.adam(cfg.learning_rate)
+        return optax.sgd(lr, momentum=cfg.momentum)
+    return optax.adam(lr)
 
 
 def init_state(model: Model, optimizer: optax.GradientTransformation, key: jax.Array) -> TrainState:

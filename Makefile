@@ -1,0 +1,36 @@
+# Two commands do all set-up on a fresh machine:  `make train` (the main job) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+TRAIN_ARGS ?= --model lenet5 --dataset fashion_mnist --epochs 10 --impl manual
+
+.PHONY: train test gradcheck data install
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Debian's dataset-fashion-mnist: the genuine Fashion-MNIST IDX files, the offline default dataset.
+data:
+	@if [ ! -d $(FASHION_DIR) ]; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist; \
+	  else \
+	    echo "no apt-get: point --data-dir or JAXCNN_DATA at a folder of Fashion-MNIST IDX files"; \
+	  fi; \
+	fi
+
+train: install data
+	$(PY) -m jaxcnn train $(TRAIN_ARGS)
+
+test: install data
+	$(PY) -m pytest -n 2 tests
+
+gradcheck: install
+	$(PY) -m jaxcnn gradcheck
