@@ -175,3 +175,37 @@ def test_smoke_training_on_fashion_mnist(tmp_path):
     assert result["step"] == 300
     assert records[-1]["train_loss"] < 0.6 * records[0]["train_loss"]
     assert result["test_accuracy"] > 0.6
+
+
+def test_vmap_batches_a_single_example_model():
+    """A model applied to one example at a time under vmap equals the batched model."""
+    model = get_model("lenet5")
+    params = model.init(jax.random.PRNGKey(0))
+    images, _ = synthetic_images(5, seed=9)
+    x = jnp.asarray(images[..., None] / 255.0, jnp.float32)
+    one = lambda image: model.apply(params, image[None])[0]  # noqa: E731
+    np.testing.assert_allclose(jax.vmap(one)(x), model.apply(params, x), rtol=1e-5, atol=1e-6)
+
+
+def test_divergence_stops_with_the_step_named(tmp_path, idx_dir):
+    from jaxcnn.train import TrainingDiverged
+
+    cfg = small_config(tmp_path, idx_dir, optimizer="sgd", learning_rate=1e12, lr_schedule="constant", epochs=2)
+    with pytest.raises(TrainingDiverged, match=r"became (nan|inf) at step \d+"):
+        train(cfg)
+    assert not list((tmp_path / "run" / "checkpoints").glob("*")), "no checkpoint of a diverged state"
+
+
+def test_augmentation_is_a_pure_function_of_the_key():
+    from jaxcnn.train.augment import augment
+
+    images, _ = synthetic_images(6, seed=2)
+    x = jnp.asarray(images[..., None], jnp.float32)
+    a = augment(jax.random.PRNGKey(0), x, crop_pad=2, flip=True)
+    assert a.shape == x.shape
+    np.testing.assert_array_equal(a, augment(jax.random.PRNGKey(0), x, crop_pad=2, flip=True))
+    assert not np.array_equal(a, augment(jax.random.PRNGKey(1), x, crop_pad=2, flip=True))
+    np.testing.assert_array_equal(augment(jax.random.PRNGKey(0), x, crop_pad=0, flip=False), x)
+    # a flip keeps each image's pixel multiset; a crop of a zero-padded image only loses or keeps mass
+    flipped = augment(jax.random.PRNGKey(3), x, crop_pad=0, flip=True)
+    np.testing.assert_array_equal(np.sort(flipped.reshape(6, -1)), np.sort(x.reshape(6, -1)))

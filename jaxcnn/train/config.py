@@ -25,6 +25,8 @@ class TrainConfig:
     learning_rate: float = 1e-3
     momentum: float = 0.9
     lr_schedule: str = "cosine"  # constant, or cosine decay to 0 over the run
+    flip: bool = False  # augment: mirror each training image left-right with probability 1/2
+    crop_pad: int = 0  # augment: translate each training image by up to this many pixels (pad, random crop)
     standardize: bool = True  # scale images to zero mean, unit variance (statistics of the training split)
     impl: str = "manual"
     seed: int = 0
@@ -55,7 +57,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("train_subset", "test_subset", "checkpoint_every"):
+        for name in ("train_subset", "test_subset", "checkpoint_every", "crop_pad"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.learning_rate > 0:

@@ -38,7 +38,9 @@ from jaxcnn.train.step import (
 )
 
 # Fields that must match for a checkpoint to be resumed: they change the meaning or shape of the state.
-RESUME_KEYS = ("model", "dataset", "optimizer", "batch_size", "seed", "impl", "per_example_clip", "train_subset")
+RESUME_KEYS = (
+    "model", "dataset", "optimizer", "batch_size", "seed", "impl", "per_example_clip", "train_subset", "flip", "crop_pad",
+)  # fmt: skip
 
 
 class TrainingDiverged(RuntimeError):
@@ -174,7 +176,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     steps_per_epoch = train_ds.images.shape[0] // cfg.batch_size
     optimizer = make_optimizer(cfg, cfg.epochs * steps_per_epoch)
     key = jax.random.PRNGKey(cfg.seed)
-    init_key, data_key = jax.random.split(key)
+    init_key, data_key, augment_key = jax.random.split(key, 3)
     state = init_state(model, optimizer, init_key)
     checkpoints = Checkpoints(run_dir, cfg)
     if cfg.resume:
@@ -185,7 +187,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     images, labels = jnp.asarray(train_ds.images), jnp.asarray(train_ds.labels)
     mode = default_epoch_mode() if cfg.epoch_mode == "auto" else cfg.epoch_mode
-    train_step = make_train_step(model, optimizer, cfg.impl, cfg.per_example_clip)
+    train_step = make_train_step(
+        model, optimizer, cfg.impl, cfg.per_example_clip, augment_key, flip=cfg.flip, crop_pad=cfg.crop_pad
+    )
     step_fn = jax.jit(train_step, donate_argnums=0)
     epoch_fn = jax.jit(make_epoch_scan(train_step, cfg.batch_size), donate_argnums=0)
     eval_fn = jax.jit(make_eval(model, cfg.impl))
@@ -212,7 +216,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                     accs.append(float(acc))
                     _check_finite(np.asarray(losses[-1:]), int(state.step) - 1)
                     bar.update(1)
-                    bar.set_postfix(loss=f"{losses[-1]:.4f}", acc=f"{accs[-1]:.3f}")
+                    if bar.n % 10 == 0:
+                        rate = bar.format_dict.get("rate") or 0.0
+                        bar.set_postfix(loss=f"{losses[-1]:.4f}", acc=f"{accs[-1]:.3f}", img_s=f"{rate * cfg.batch_size:.0f}")
                     if cfg.checkpoint_every and int(state.step) % cfg.checkpoint_every == 0:
                         checkpoints.save(state)
                 losses, accs = np.asarray(losses), np.asarray(accs)

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxcnn.models import Model
+from jaxcnn.train.augment import augment
 from jaxcnn.train.config import TrainConfig
 
 
@@ -75,11 +76,28 @@ def batch_gradients(model: Model, impl: str, per_example_clip: float | None) -> 
     return clipped_grads_fn
 
 
-def make_train_step(model: Model, optimizer: optax.GradientTransformation, impl: str, per_example_clip=None) -> Callable:
-    """(state, x, y) -> (state, (loss, accuracy)); pure, to be jitted or scanned."""
+def make_train_step(
+    model: Model,
+    optimizer: optax.GradientTransformation,
+    impl: str,
+    per_example_clip: float | None = None,
+    augment_key: jax.Array | None = None,
+    *,
+    flip: bool = False,
+    crop_pad: int = 0,
+) -> Callable:
+    """(state, x, y) -> (state, (loss, accuracy)); pure, to be jitted or scanned.
+
+    With ``flip`` or ``crop_pad``, the batch is augmented with the key fold_in(augment_key, step) first.
+    """
+    augmenting = flip or crop_pad > 0
+    if augmenting and augment_key is None:
+        raise ValueError("augmentation (flip / crop_pad) needs an augment_key")
     grads_fn = batch_gradients(model, impl, per_example_clip)
 
     def train_step(state: TrainState, x, y):
+        if augmenting:
+            x = augment(jax.random.fold_in(augment_key, state.step), x, crop_pad=crop_pad, flip=flip)
         (loss, acc), grads = grads_fn(state.params, x, y)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         return TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), (loss, acc)
