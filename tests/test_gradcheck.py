@@ -1,0 +1,38 @@
+"""The gradcheck module and command: tables per parameter, and a non-zero exit on a wrong gradient."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxcnn import gradcheck
+from jaxcnn.__main__ import main
+
+
+def test_command_passes_on_the_ops_and_a_model(capsys):
+    assert main(["gradcheck", "--ops", "conv2d", "max_pool 3x3/2", "--models", "seed004", "--no-timing"]) == 0
+    out = capsys.readouterr().out
+    assert "conv2d" in out and "params/01_conv/w" in out and "within tolerance" in out
+
+
+def test_a_wrong_backward_is_caught():
+    """A custom_vjp whose backward forgets the factor 2 of d(x^2)/dx fails both comparisons."""
+
+    @jax.custom_vjp
+    def square(x):
+        return x * x
+
+    square.defvjp(lambda x: (x * x, x), lambda x, g: (g * x,))
+    loss = lambda impl: (lambda x: jnp.sum(square(x) if impl == "manual" else x * x))  # noqa: E731
+    rows = gradcheck.compare("square", loss, (jnp.arange(1.0, 5.0),), ("x",), timing=False)
+    (row,) = rows
+    assert row.rel_manual_autodiff > 0.4 and row.rel_manual_fd > 0.4 and row.rel_autodiff_fd < 1e-6
+    assert not row.ok(gradcheck.Tolerances())
+    assert "NO" in gradcheck.format_table(rows)
+
+
+def test_unknown_case_is_a_clear_error():
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown op case"):
+        gradcheck.run(["conv3d"], timing=False)
