@@ -138,9 +138,11 @@ def test_training_job_writes_a_run_directory_and_learns(tmp_path, idx_dir):
 
 
 def test_resume_continues_to_the_same_result(tmp_path, idx_dir):
-    straight = train(small_config(tmp_path / "a", idx_dir, epochs=2))
-    train(small_config(tmp_path / "b", idx_dir, epochs=1))
-    resumed = train(small_config(tmp_path / "b", idx_dir, epochs=2, resume=True))
+    """1 epoch, then --resume to 2, equals 2 epochs straight (a constant learning rate: the cosine schedule
+    is laid over the --epochs of each invocation)."""
+    straight = train(small_config(tmp_path / "a", idx_dir, epochs=2, lr_schedule="constant"))
+    train(small_config(tmp_path / "b", idx_dir, epochs=1, lr_schedule="constant"))
+    resumed = train(small_config(tmp_path / "b", idx_dir, epochs=2, lr_schedule="constant", resume=True))
     assert resumed["test_loss"] == straight["test_loss"]
     assert resumed["test_accuracy"] == straight["test_accuracy"]
     a = (tmp_path / "a" / "run" / "metrics.jsonl").read_text()

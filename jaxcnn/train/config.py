@@ -20,7 +20,7 @@ class TrainConfig:
     model: str = "lenet5"
     dataset: str = "fashion_mnist"
     epochs: int = 10
-    batch_size: int = 128
+    batch_size: int = 32
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     momentum: float = 0.9

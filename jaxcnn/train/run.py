@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,10 @@ from jaxcnn.train.step import (
 )
 
 # Fields that must match for a checkpoint to be resumed: they change the meaning or shape of the state.
+# --epochs may change on resume (train longer); with the cosine schedule the decay then follows the new total.
 RESUME_KEYS = (
-    "model", "dataset", "optimizer", "batch_size", "seed", "impl", "per_example_clip", "train_subset", "flip", "crop_pad",
+    "model", "dataset", "optimizer", "learning_rate", "lr_schedule", "batch_size", "seed", "impl",
+    "per_example_clip", "train_subset", "flip", "crop_pad", "standardize",
 )  # fmt: skip
 
 
@@ -61,8 +64,6 @@ def prepare_run_dir(cfg: TrainConfig) -> Path:
             f"replace it, or choose another --run-dir"
         )
     if cfg.overwrite and not cfg.resume and run_dir.exists():
-        import shutil
-
         shutil.rmtree(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -156,6 +157,46 @@ def _check_finite(losses: np.ndarray, first_step: int) -> None:
         )
 
 
+def _loop_epoch(step_fn, state, images, labels, order, start_batch: int, cfg: TrainConfig, bar, checkpoints):
+    """A Python loop of jitted steps over the batches order[start_batch:].
+
+    Losses stay on the device and are fetched every log_every steps (a fetch per step would stall the
+    asynchronous dispatch); a NaN is still reported with its exact step, and a checkpoint is only written
+    after the losses before it were found finite.
+    """
+    losses, accs, fetched = [], [], 0
+    first_step = int(state.step)
+    for b in range(start_batch, order.shape[0]):
+        idx = order[b]
+        state, (loss, acc) = step_fn(state, images[idx], labels[idx])
+        losses.append(loss)
+        accs.append(acc)
+        due_checkpoint = cfg.checkpoint_every and (first_step + len(losses)) % cfg.checkpoint_every == 0
+        if len(losses) % cfg.log_every == 0 or due_checkpoint or b == order.shape[0] - 1:
+            losses[fetched:] = [float(v) for v in losses[fetched:]]
+            accs[fetched:] = [float(v) for v in accs[fetched:]]
+            _check_finite(np.asarray(losses[fetched:]), first_step + fetched)
+            bar.update(len(losses) - fetched)
+            rate = bar.format_dict.get("rate") or 0.0
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", acc=f"{accs[-1]:.3f}", img_s=f"{rate * cfg.batch_size:.0f}")
+            fetched = len(losses)
+            if due_checkpoint:
+                checkpoints.save(state)
+    return state, np.asarray(losses), np.asarray(accs)
+
+
+def _log_steps(log: MetricsLog, losses: np.ndarray, accs: np.ndarray, first_step: int, epoch: int, every: int) -> None:
+    """A metrics line every ``every`` steps with the mean of the steps since the last; the epoch's last step
+    is left to the epoch-end line."""
+    for j in range(len(losses) - 1):
+        step = first_step + j + 1
+        if step % every == 0:
+            window = slice(max(0, j + 1 - every), j + 1)
+            log.write(
+                {"step": step, "epoch": epoch, "train_loss": float(losses[window].mean()), "train_accuracy": float(accs[window].mean())}
+            )
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run the training job described by ``cfg``; returns the final metrics and the run directory."""
     model: Model = get_model(cfg.model)
@@ -207,49 +248,27 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 _check_finite(losses, first_step)
                 bar.update(steps_per_epoch)
             else:
-                order = epoch_order(data_key, epoch, images.shape[0], cfg.batch_size)
-                losses, accs = [], []
-                for b in range(start_batch, steps_per_epoch):
-                    idx = order[b]
-                    state, (loss, acc) = step_fn(state, images[idx], labels[idx])
-                    losses.append(float(loss))
-                    accs.append(float(acc))
-                    _check_finite(np.asarray(losses[-1:]), int(state.step) - 1)
-                    bar.update(1)
-                    if bar.n % 10 == 0:
-                        rate = bar.format_dict.get("rate") or 0.0
-                        bar.set_postfix(loss=f"{losses[-1]:.4f}", acc=f"{accs[-1]:.3f}", img_s=f"{rate * cfg.batch_size:.0f}")
-                    if cfg.checkpoint_every and int(state.step) % cfg.checkpoint_every == 0:
-                        checkpoints.save(state)
-                losses, accs = np.asarray(losses), np.asarray(accs)
+                state, losses, accs = _loop_epoch(
+                    step_fn, state, images, labels, epoch_order(data_key, epoch, images.shape[0], cfg.batch_size),
+                    start_batch, cfg, bar, checkpoints,
+                )  # fmt: skip
             start_batch = 0
             seconds = time.perf_counter() - tic
-            images_per_s = len(losses) * cfg.batch_size / max(seconds, 1e-9)
-            for j in range(len(losses) - 1):  # the epoch's last step gets the epoch-end line below
-                step = first_step + j + 1
-                if step % cfg.log_every == 0:
-                    window = slice(max(0, j + 1 - cfg.log_every), j + 1)
-                    log.write(
-                        {
-                            "step": step,
-                            "epoch": epoch,
-                            "train_loss": float(losses[window].mean()),
-                            "train_accuracy": float(accs[window].mean()),
-                        }
-                    )
+            _log_steps(log, losses, accs, first_step, epoch, cfg.log_every)
             test_loss, test_acc = evaluate_dataset(eval_fn, state.params, test_ds.images, test_ds.labels, cfg.eval_batch_size)
+            recent = slice(-min(cfg.log_every, len(losses)), None)
             final = {
                 "step": int(state.step),
                 "epoch": epoch,
-                "train_loss": float(losses[-min(cfg.log_every, len(losses)) :].mean()),
-                "train_accuracy": float(accs[-min(cfg.log_every, len(accs)) :].mean()),
+                "train_loss": float(losses[recent].mean()),
+                "train_accuracy": float(accs[recent].mean()),
                 "test_loss": test_loss,
                 "test_accuracy": test_acc,
-                "images_per_s": images_per_s,
+                "images_per_s": len(losses) * cfg.batch_size / max(seconds, 1e-9),
                 "epoch_seconds": seconds,
             }
             log.write(final)
-            bar.set_postfix(loss=f"{final['train_loss']:.4f}", test_acc=f"{test_acc:.4f}", img_s=f"{images_per_s:.0f}")
+            bar.set_postfix(loss=f"{final['train_loss']:.4f}", test_acc=f"{test_acc:.4f}", img_s=f"{final['images_per_s']:.0f}")
             checkpoints.save(state)
     except KeyboardInterrupt:
         checkpoints.save(state)
