@@ -88,10 +88,9 @@ OP_CASES = [
         (normal(3, 2, 7, 7, 4), normal(4, 2, 3, 2, 6)),
     ),
     OpCase(
-        # no bias: conv2d_transpose currently drops it (see test_op_errors.py), which would pass vacuously here
         "conv2d_transpose",
-        lambda impl, y, w: ops.conv2d_transpose(y, w, stride=2, padding=1, output_padding=1, impl=impl),
-        (normal(5, 2, 3, 3, 4), normal(6, 3, 3, 2, 4)),
+        lambda impl, y, w, b: ops.conv2d_transpose(y, w, b, stride=2, padding=1, output_padding=1, impl=impl),
+        (normal(5, 2, 3, 3, 4), normal(6, 3, 3, 2, 4), normal(7, 2)),
     ),
     OpCase(
         "max_pool_overlapping",
@@ -333,8 +332,7 @@ def full_params(seed: int, dtype):
     return {
         "conv1": {"w": p(0, 3, 3, 2, 4), "b": p(1, 4, scale=0.1)},
         "conv2": {"w": p(2, 3, 3, 4, 6, scale=0.3), "b": p(3, 6, scale=0.1)},
-        # conv2d_transpose without a bias: the op currently drops it (see test_op_errors.py)
-        "deconv": {"w": p(4, 2, 2, 3, 6, scale=0.4)},
+        "deconv": {"w": p(4, 2, 2, 3, 6, scale=0.4), "b": p(11, 3, scale=0.1)},
         "sub": {"beta": p(5, 3), "b": p(6, 3, scale=0.1)},
         "fc1": {"w": p(7, 12, 10, scale=0.4), "b": p(8, 10, scale=0.1)},
         "fc2": {"w": p(9, 10, 5, scale=0.4), "b": p(10, 5, scale=0.1)},
@@ -348,7 +346,7 @@ def full_logits(params, x, impl):
     h = ops.max_pool(h, window=2, impl=impl)  # (N, 6, 6, 4)
     h = ops.conv2d(h, params["conv2"]["w"], params["conv2"]["b"], stride=2, padding="SAME", impl=impl)  # (N, 3, 3, 6)
     h = ops.tanh(h, impl=impl)
-    h = ops.conv2d_transpose(h, params["deconv"]["w"], stride=2, impl=impl)  # (N, 6, 6, 3)
+    h = ops.conv2d_transpose(h, params["deconv"]["w"], params["deconv"]["b"], stride=2, impl=impl)  # (N, 6, 6, 3)
     h = ops.sigmoid(h, impl=impl)
     h = ops.subsample(h, params["sub"]["beta"], params["sub"]["b"], window=2, impl=impl)  # (N, 3, 3, 3)
     h = ops.upsample(h, factor=2, impl=impl)  # (N, 6, 6, 3)

@@ -128,8 +128,8 @@ def _manual_log_softmax(axis: int):
 
 
 def _normalize_axis(x: jax.Array, axis: int) -> int:
-    axis = _checks.as_int("axis", axis, minimum=-x.ndim) if x.ndim else None
-    if axis is None or axis >= x.ndim:
+    axis = _checks.as_int("axis", axis, minimum=-(1 << 62))
+    if not -x.ndim <= axis < x.ndim:
         raise ValueError(f"axis {axis} is out of range for x of shape {tuple(x.shape)}")
     return axis % x.ndim
 

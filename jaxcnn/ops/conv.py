@@ -154,6 +154,8 @@ def check_conv_args(
     b = None if b is None else _checks.floating_array("b", b)
     _checks.check_rank(x_name, x, 4, "NHWC")
     _checks.check_rank("w", w, 4, "HWIO: (kh, kw, in_channels // groups, out_channels)")
+    if min(w.shape) < 1:
+        raise ValueError(f"{op}: every axis of w must be >= 1, got shape {tuple(w.shape)}")
     stride = _checks.as_pair("stride", stride)
     dilation = _checks.as_pair("dilation", dilation)
     groups = _checks.as_int("groups", groups, minimum=1)

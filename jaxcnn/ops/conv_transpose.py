@@ -90,7 +90,7 @@ def conv2d_transpose(
       (N, n_h, n_w, C) with n = (m - 1) s + (k - 1) d + 1 - lo - hi + output_padding, or m s for "SAME".
     """
     impl = _checks.check_impl(impl)
-    y, w, b, stride, dilation, groups = check_conv_args(
+    y, w, _, stride, dilation, groups = check_conv_args(
         "conv2d_transpose", y, w, None, stride=stride, dilation=dilation, groups=groups, x_name="y"
     )
     out_channels = w.shape[2] * groups

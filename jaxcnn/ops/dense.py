@@ -51,7 +51,7 @@ def dense(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *, impl: str =
     b = None if b is None else _checks.floating_array("b", b)
     if x.ndim < 1:
         raise ValueError(f"x must have at least one axis (..., in), got shape {tuple(x.shape)}")
-    _checks.check_rank("w", w, 2, "(in, out)")
+    _checks.check_rank("w", w, 2, "in, out")
     if x.shape[-1] != w.shape[0]:
         raise ValueError(
             f"dense: x has {x.shape[-1]} input features (shape {tuple(x.shape)}) but w of shape {tuple(w.shape)} "

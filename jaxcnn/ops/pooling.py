@@ -87,7 +87,14 @@ def _pool_geometry(op: str, x: Any, window: Any, stride: Any, padding: Any) -> t
     stride = window if stride is None else _checks.as_pair("stride", stride)
     pads = resolve_padding(padding, x.shape[1:3], window, stride)
     check_window_fits(op, x.shape[1:3], window, pads, what="window")
-    return x, PoolGeometry(window, stride, pads)
+    geom = PoolGeometry(window, stride, pads)
+    for axis, n, k, s, (lo, hi), m in zip(("height", "width"), x.shape[1:3], window, stride, pads, geom.out_hw(x.shape[1:3])):
+        if lo >= k or (m - 1) * s >= lo + n:
+            raise ValueError(
+                f"{op}: padding ({lo}, {hi}) along {axis} puts a whole {k}-wide window in the padding (input {n}, "
+                f"stride {s}); such a window has no input to pool. Use padding < window"
+            )
+    return x, geom
 
 
 # ---------------------------------------------------------------- max pooling
