@@ -39,7 +39,8 @@ def table_rows(text: str, first_cells: list[str]) -> dict[str, list[str]]:
 @needs_data
 def test_train_models_quick(tmp_path, capsys):
     names = ["seed004", "lenet5"]
-    rows = train_models.main(["--quick", "--models", *names, "--runs-dir", str(tmp_path), "--json", str(tmp_path / "t.json")])
+    argv = ["--quick", "--models", *names, "--runs-dir", str(tmp_path), "--json", str(tmp_path / "t.json")]
+    rows = train_models.main(argv)
     printed = table_rows(capsys.readouterr().out, names)
     assert [r["model"] for r in rows] == names and sorted(printed) == sorted(names)
     assert printed["lenet5"][1:3] == ["61706", "1"]  # params, epochs

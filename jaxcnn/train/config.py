@@ -24,6 +24,7 @@ class TrainConfig:
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     momentum: float = 0.9
+    weight_decay: float = 0.0  # decoupled weight decay (adamw; added to the gradient for sgd/momentum)
     lr_schedule: str = "cosine"  # constant, or cosine decay to 0 over the run
     flip: bool = False  # augment: mirror each training image left-right with probability 1/2
     crop_pad: int = 0  # augment: translate each training image by up to this many pixels (pad, random crop)
@@ -62,6 +63,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.per_example_clip is not None and not self.per_example_clip > 0:
             raise ValueError(f"per_example_clip must be > 0, got {self.per_example_clip}")
 

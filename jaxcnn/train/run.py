@@ -41,7 +41,7 @@ from jaxcnn.train.step import (
 # Fields that must match for a checkpoint to be resumed: they change the meaning or shape of the state.
 # --epochs may change on resume (train longer); with the cosine schedule the decay then follows the new total.
 RESUME_KEYS = (
-    "model", "dataset", "optimizer", "learning_rate", "lr_schedule", "batch_size", "seed", "impl",
+    "model", "dataset", "optimizer", "learning_rate", "weight_decay", "lr_schedule", "batch_size", "seed", "impl",
     "per_example_clip", "train_subset", "flip", "crop_pad", "standardize",
 )  # fmt: skip
 

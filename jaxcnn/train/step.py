@@ -24,15 +24,14 @@ class TrainState(NamedTuple):
 
 
 def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
-    """sgd, sgd with momentum, or adam, at a constant or cosine-decayed learning rate."""
+    """sgd, sgd with momentum, or adam(w), at a constant or cosine-decayed learning rate."""
     lr = cfg.learning_rate
     if cfg.lr_schedule == "cosine":
         lr = optax.cosine_decay_schedule(cfg.learning_rate, decay_steps=max(total_steps, 1))
-    if cfg.optimizer == "sgd":
-        return optax.sgd(lr)
-    if cfg.optimizer == "momentum":
-        return optax.sgd(lr, momentum=cfg.momentum)
-    return optax.adam(lr)
+    if cfg.optimizer == "adam":
+        return optax.adamw(lr, weight_decay=cfg.weight_decay) if cfg.weight_decay else optax.adam(lr)
+    sgd = optax.sgd(lr, momentum=cfg.momentum if cfg.optimizer == "momentum" else None)
+    return optax.chain(optax.add_decayed_weights(cfg.weight_decay), sgd) if cfg.weight_decay else sgd
 
 
 def init_state(model: Model, optimizer: optax.GradientTransformation, key: jax.Array) -> TrainState:

@@ -1,0 +1,101 @@
+"""Train every model of jaxcnn.models.MODELS on Fashion-MNIST and tabulate size, speed and test accuracy.
+
+    .venv/bin/python experiments/train_models.py                      # all five models, default epochs
+    .venv/bin/python experiments/train_models.py --models lenet5 seed004 --epochs 2
+    .venv/bin/python experiments/train_models.py --quick              # 1 epoch on 2048 / 512 images
+
+Each model is trained by ``jaxcnn.train.train(TrainConfig(...))`` (TrainConfig's defaults: Adam 1e-3, cosine
+decay, its batch size; impl="manual"; plots and progress bar off) into runs/experiments/<model>, overwritten.
+Default epochs are the ones that reach good accuracy: lenet5 10, lenet5_classic 10, seed003 5, seed004 5,
+cnn_small 15.
+
+Prints one row per model: parameters, epochs, wall time (data loading, compilation and evaluation
+included), training images/s of the last epoch, final test accuracy; and writes the same rows as JSON
+(--json, default runs/experiments/train_models.json).
+
+Time on the 2-core CPU (batch 32, sharing it with another training job): --quick about 35 s for all five
+models (images/s then includes compilation); the full default run about 35 minutes: lenet5 and lenet5_classic
+about 2.5 min each, seed003 and seed004 under 20 s each, cnn_small about 2 min per epoch (30 min).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import jax
+
+from _common import REPO, print_table
+from jaxcnn.models import MODELS, get_model
+from jaxcnn.train import TrainConfig, train
+
+DEFAULT_EPOCHS = {"lenet5": 10, "lenet5_classic": 10, "seed003": 5, "seed004": 5, "cnn_small": 15}
+QUICK = dict(epochs=1, train_subset=2048, test_subset=512)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS), metavar="MODEL")
+    p.add_argument("--epochs", type=int, default=None, help="the same number of epochs for every model")
+    p.add_argument("--quick", action="store_true", help="1 epoch on train_subset=2048, test_subset=512")
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="default: TrainConfig's")
+    p.add_argument("--impl", default="manual", choices=("manual", "autodiff"))
+    p.add_argument("--dataset", default="fashion_mnist")
+    p.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "experiments", help="runs go to RUNS_DIR/<model>")
+    p.add_argument("--json", type=Path, default=None, help="default RUNS_DIR/train_models.json")
+    return p.parse_args(argv)
+
+
+def train_one(name: str, args) -> dict:
+    extra = dict(QUICK) if args.quick else {"epochs": DEFAULT_EPOCHS.get(name, 10)}
+    if args.epochs is not None:
+        extra["epochs"] = args.epochs
+    cfg = TrainConfig(
+        model=name, dataset=args.dataset, batch_size=args.batch_size, impl=args.impl, run_dir=str(args.runs_dir / name),
+        overwrite=True, plots=False, progress=False, **extra,
+    )  # fmt: skip
+    params = jax.eval_shape(get_model(name).init, jax.random.PRNGKey(0))  # shapes only, no initialisers run
+    tic = time.perf_counter()
+    result = train(cfg)
+    wall = time.perf_counter() - tic
+    return {
+        "model": name,
+        "params": sum(math.prod(p.shape) for p in jax.tree_util.tree_leaves(params)),
+        "epochs": cfg.epochs,
+        "batch_size": cfg.batch_size,
+        "train_images": result["step"] * cfg.batch_size // cfg.epochs,
+        "wall_s": round(wall, 1),
+        "images_per_s": round(result["images_per_s"]),
+        "test_accuracy": result["test_accuracy"],
+        "test_loss": result["test_loss"],
+        "run_dir": result["run_dir"],
+    }
+
+
+def main(argv=None) -> list[dict]:
+    args = parse_args(argv)
+    rows = []
+    for name in args.models:
+        rows.append(train_one(name, args))
+        r = rows[-1]
+        print(f"{name}: {r['epochs']} epoch(s) in {r['wall_s']:.1f} s, test accuracy {r['test_accuracy']:.4f}")
+    print_table(
+        f"{args.dataset}, impl={args.impl}, batch {args.batch_size}, Adam + cosine decay"
+        + (" (--quick: 2048 train / 512 test images; images/s includes compilation)" if args.quick else ""),
+        ["model", "params", "epochs", "wall s", "images/s", "test acc"],
+        [[r["model"], r["params"], r["epochs"], f"{r['wall_s']:.1f}", r["images_per_s"], f"{r['test_accuracy']:.4f}"]
+         for r in rows],
+    )  # fmt: skip
+    json_path = args.json or args.runs_dir / "train_models.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    summary = {"quick": args.quick, "impl": args.impl, "dataset": args.dataset, "rows": rows}
+    json_path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"\nwrote {json_path}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
