@@ -4,18 +4,17 @@
     .venv/bin/python experiments/train_models.py --models lenet5 seed004 --epochs 2
     .venv/bin/python experiments/train_models.py --quick              # 1 epoch on 2048 / 512 images
 
-Each model is trained by ``jaxcnn.train.train(TrainConfig(...))`` (TrainConfig's defaults: Adam 1e-3, cosine
-decay, its batch size; impl="manual"; plots and progress bar off) into runs/experiments/<model>, overwritten.
-Default epochs are the ones that reach good accuracy: lenet5 10, lenet5_classic 10, seed003 5, seed004 5,
-cnn_small 15.
+Each model is trained by ``jaxcnn.train.train(TrainConfig(...))`` with its recipe (RECIPES below, on top of
+TrainConfig's defaults: Adam 1e-3, cosine decay, batch 32; impl="manual"; plots and progress bar off) into
+runs/experiments/<model>, overwritten.
 
 Prints one row per model: parameters, epochs, wall time (data loading, compilation and evaluation
 included), training images/s of the last epoch, final test accuracy; and writes the same rows as JSON
 (--json, default runs/experiments/train_models.json).
 
-Time on the 2-core CPU (batch 32, sharing it with another training job): --quick about 35 s for all five
-models (images/s then includes compilation); the full default run about 35 minutes: lenet5 and lenet5_classic
-about 2.5 min each, seed003 and seed004 under 20 s each, cnn_small about 2 min per epoch (30 min).
+Time on the 2-core CPU: --quick about 35 s for all five models (images/s then includes compilation); the full
+run about 32 minutes: lenet5 and lenet5_classic about 2.5 min each, seed003 and seed004 under 20 s each,
+cnn_small about 2 min per epoch (12 epochs, 26 min).
 """
 
 from __future__ import annotations
@@ -32,7 +31,14 @@ from _common import REPO, print_table
 from jaxcnn.models import MODELS, get_model
 from jaxcnn.train import TrainConfig, train
 
-DEFAULT_EPOCHS = {"lenet5": 10, "lenet5_classic": 10, "seed003": 5, "seed004": 5, "cnn_small": 15}
+# The recipes behind the README's table: TrainConfig fields per model (the rest are TrainConfig's defaults).
+RECIPES = {
+    "lenet5": dict(epochs=10, flip=True),
+    "lenet5_classic": dict(epochs=10, flip=True),
+    "seed003": dict(epochs=5),
+    "seed004": dict(epochs=5),
+    "cnn_small": dict(epochs=12, batch_size=64, flip=True, crop_pad=2, weight_decay=1e-3),
+}
 QUICK = dict(epochs=1, train_subset=2048, test_subset=512)
 
 
@@ -41,7 +47,7 @@ def parse_args(argv):
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS), metavar="MODEL")
     p.add_argument("--epochs", type=int, default=None, help="the same number of epochs for every model")
     p.add_argument("--quick", action="store_true", help="1 epoch on train_subset=2048, test_subset=512")
-    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="default: TrainConfig's")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the model's recipe, else TrainConfig's")
     p.add_argument("--impl", default="manual", choices=("manual", "autodiff"))
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "experiments", help="runs go to RUNS_DIR/<model>")
@@ -50,11 +56,13 @@ def parse_args(argv):
 
 
 def train_one(name: str, args) -> dict:
-    extra = dict(QUICK) if args.quick else {"epochs": DEFAULT_EPOCHS.get(name, 10)}
+    extra = {**RECIPES.get(name, {}), **(QUICK if args.quick else {})}
     if args.epochs is not None:
         extra["epochs"] = args.epochs
+    if args.batch_size is not None:
+        extra["batch_size"] = args.batch_size
     cfg = TrainConfig(
-        model=name, dataset=args.dataset, batch_size=args.batch_size, impl=args.impl, run_dir=str(args.runs_dir / name),
+        model=name, dataset=args.dataset, impl=args.impl, run_dir=str(args.runs_dir / name),
         overwrite=True, plots=False, progress=False, **extra,
     )  # fmt: skip
     params = jax.eval_shape(get_model(name).init, jax.random.PRNGKey(0))  # shapes only, no initialisers run
@@ -83,7 +91,7 @@ def main(argv=None) -> list[dict]:
         r = rows[-1]
         print(f"{name}: {r['epochs']} epoch(s) in {r['wall_s']:.1f} s, test accuracy {r['test_accuracy']:.4f}")
     print_table(
-        f"{args.dataset}, impl={args.impl}, batch {args.batch_size}, Adam + cosine decay"
+        f"{args.dataset}, impl={args.impl}, each model's recipe (RECIPES), Adam + cosine decay"
         + (" (--quick: 2048 train / 512 test images; images/s includes compilation)" if args.quick else ""),
         ["model", "params", "epochs", "wall s", "images/s", "test acc"],
         [[r["model"], r["params"], r["epochs"], f"{r['wall_s']:.1f}", r["images_per_s"], f"{r['test_accuracy']:.4f}"]

@@ -117,16 +117,11 @@ def _conv_case(cfg, dtype):
     return (lambda impl, *a: ops.conv2d(*a, impl=impl, **kw)), args
 
 
-@given(conv_configs())
-def test_conv2d_twins_float64(cfg):
-    call, args = _conv_case(cfg, jnp.float64)
-    assert_twins_agree(call, args, seed=cfg["seed"])
-
-
-@given(conv_configs())
-def test_conv2d_twins_float32(cfg):
-    call, args = _conv_case(cfg, jnp.float32)
-    assert_twins_agree(call, args, jnp.float32, seed=cfg["seed"])
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+@given(cfg=conv_configs())
+def test_conv2d_twins(cfg, dtype):
+    call, args = _conv_case(cfg, dtype)
+    assert_twins_agree(call, args, dtype, seed=cfg["seed"])
 
 
 @st.composite
@@ -176,16 +171,11 @@ def _conv_transpose_case(cfg, dtype):
     return (lambda impl, *a: ops.conv2d_transpose(*a, impl=impl, **kw)), args
 
 
-@given(conv_transpose_configs())
-def test_conv2d_transpose_twins_float64(cfg):
-    call, args = _conv_transpose_case(cfg, jnp.float64)
-    assert_twins_agree(call, args, seed=cfg["seed"])
-
-
-@given(conv_transpose_configs())
-def test_conv2d_transpose_twins_float32(cfg):
-    call, args = _conv_transpose_case(cfg, jnp.float32)
-    assert_twins_agree(call, args, jnp.float32, seed=cfg["seed"])
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+@given(cfg=conv_transpose_configs())
+def test_conv2d_transpose_twins(cfg, dtype):
+    call, args = _conv_transpose_case(cfg, dtype)
+    assert_twins_agree(call, args, dtype, seed=cfg["seed"])
 
 
 @given(conv_transpose_configs())
