@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _backend import NO_EXACT_MAX_POOL_SECOND_ORDER, ON_GPU
 
 from jaxcnn import ops
 
@@ -174,6 +175,8 @@ def _grad_functional(case: OpCase, impl: str) -> Callable:
 
 @pytest.mark.parametrize("case", OP_CASES, ids=CASE_IDS)
 def test_reverse_over_reverse_matches_autodiff(case: OpCase):
+    if ON_GPU and "max_pool" in case.name:
+        pytest.skip(NO_EXACT_MAX_POOL_SECOND_ORDER)
     both = jax.jit(lambda *a: tuple(jax.grad(_grad_functional(case, impl), case.argnums)(*a) for impl in IMPLS))
     hm, ha = both(*case.args)
     assert max(float(jnp.max(jnp.abs(x))) for x in ha) > 0, "second derivative vanishes: the check would be vacuous"
@@ -240,6 +243,7 @@ def test_forward_over_reverse_hvp_matches_autodiff(case: OpCase):
     assert_trees_close(tuple(hvp_m), tuple(hvp_a), 1e-8, f"{case.name} jvp(grad) ")
 
 
+@pytest.mark.skipif(ON_GPU, reason=NO_EXACT_MAX_POOL_SECOND_ORDER)
 def test_hessian_of_small_manual_model_matches_autodiff():
     """jax.hessian (= jacfwd of jacrev) works through custom_vjp, since the forward pass runs over the VJP."""
     x = normal(40, 1, 4, 4, 1)
