@@ -211,3 +211,24 @@ def test_augmentation_is_a_pure_function_of_the_key():
     # a flip keeps each image's pixel multiset; a crop of a zero-padded image only loses or keeps mass
     flipped = augment(jax.random.PRNGKey(3), x, crop_pad=0, flip=True)
     np.testing.assert_array_equal(np.sort(flipped.reshape(6, -1)), np.sort(x.reshape(6, -1)))
+
+
+def test_unwritable_run_directory_is_a_clear_error(tmp_path, idx_dir):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(PermissionError, match="run directory .*a-file/run is not writable"):
+        train(small_config(tmp_path, idx_dir, run_dir=str(blocker / "run")))
+
+
+def test_command_line_reports_bad_input_without_a_traceback(tmp_path, idx_dir, capsys):
+    from jaxcnn.__main__ import main
+
+    args = ["train", "--data-dir", str(idx_dir), "--run-dir", str(tmp_path / "run"), "--no-plots", "--no-progress"]
+    assert main([*args, "--model", "nope"]) == 2
+    assert "unknown model 'nope'" in capsys.readouterr().err
+    no_idx = ["train", "--run-dir", str(tmp_path / "run2"), "--no-plots", "--no-progress"]
+    assert main([*no_idx, "--dataset", "no_such_dataset_xyz"]) == 2
+    assert "no_such_dataset_xyz" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args, "--optimizer", "rmsprop"])
+    assert "unknown optimizer 'rmsprop'" in capsys.readouterr().err
