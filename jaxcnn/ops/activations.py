@@ -23,8 +23,8 @@ from jax import lax
 from jaxcnn.ops import _checks
 
 
-def _elementwise(forward: Callable, derivative_from_output: Callable) -> Callable:
-    """A custom_vjp op whose backward is delta * f'(u), with f' written in terms of y = f(u)."""
+def _from_output(forward: Callable, vjp_from_output: Callable) -> Callable:
+    """A custom_vjp op y = forward(u) whose backward vjp_from_output(y, delta) needs only the saved output y."""
 
     @jax.custom_vjp
     def op(x):
@@ -35,10 +35,15 @@ def _elementwise(forward: Callable, derivative_from_output: Callable) -> Callabl
         return y, y
 
     def bwd(y, delta):
-        return (delta * derivative_from_output(y),)
+        return (vjp_from_output(y, delta),)
 
     op.defvjp(fwd, bwd)
     return op
+
+
+def _elementwise(forward: Callable, derivative_from_output: Callable) -> Callable:
+    """Backward delta * f'(u), with f' written in terms of y = f(u)."""
+    return _from_output(forward, lambda y, delta: delta * derivative_from_output(y))
 
 
 def _relu_forward(x):
@@ -95,36 +100,18 @@ def _log_softmax_forward(x, axis):
 
 @functools.lru_cache(maxsize=None)
 def _manual_softmax(axis: int):
-    @jax.custom_vjp
-    def op(x):
-        return _softmax_forward(x, axis)
-
-    def fwd(x):
-        y = _softmax_forward(x, axis)
-        return y, y
-
-    def bwd(y, delta):
-        return (y * (delta - jnp.sum(delta * y, axis=axis, keepdims=True)),)
-
-    op.defvjp(fwd, bwd)
-    return op
+    return _from_output(
+        functools.partial(_softmax_forward, axis=axis),
+        lambda y, delta: y * (delta - jnp.sum(delta * y, axis=axis, keepdims=True)),
+    )
 
 
 @functools.lru_cache(maxsize=None)
 def _manual_log_softmax(axis: int):
-    @jax.custom_vjp
-    def op(x):
-        return _log_softmax_forward(x, axis)
-
-    def fwd(x):
-        y = _log_softmax_forward(x, axis)
-        return y, y
-
-    def bwd(y, delta):
-        return (delta - jnp.exp(y) * jnp.sum(delta, axis=axis, keepdims=True),)
-
-    op.defvjp(fwd, bwd)
-    return op
+    return _from_output(
+        functools.partial(_log_softmax_forward, axis=axis),
+        lambda y, delta: delta - jnp.exp(y) * jnp.sum(delta, axis=axis, keepdims=True),
+    )
 
 
 def _normalize_axis(x: jax.Array, axis: int) -> int:
