@@ -36,3 +36,12 @@ def test_unknown_case_is_a_clear_error():
 
     with pytest.raises(ValueError, match="unknown op case"):
         gradcheck.run(["conv3d"], timing=False)
+
+
+def test_every_model_passes_in_float64():
+    """Regression: a single finite-difference step (1e-5) once failed on cnn_small's ReLU and max-pool kinks."""
+    from jaxcnn.models import MODELS
+
+    rows = gradcheck.run([], models=sorted(MODELS), timing=False)
+    bad = [r for r in rows if not r.ok(gradcheck.Tolerances())]
+    assert not bad, gradcheck.format_table(bad)
