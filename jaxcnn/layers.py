@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn import ops
-from jaxcnn.ops.padding import effective_size, output_size, resolve_padding
 
 Shape = tuple[int, ...]
 Params = Any
@@ -27,6 +26,15 @@ class Layer(NamedTuple):
     name: str
     init: Callable[[jax.Array, Shape], tuple[Shape, Params]]
     apply: Callable[..., jax.Array]
+
+
+def output_shape(apply: Callable, params: Params, input_shape: Shape) -> Shape:
+    """The shape ``apply`` gives, found by tracing it (no FLOPs): the op's own checks and size arithmetic
+    decide, so a layer never restates them. A batch of -1 (any) stays -1."""
+    batch = input_shape[0]
+    probe = jax.ShapeDtypeStruct((1 if batch == -1 else batch, *input_shape[1:]), jnp.float32)
+    shape = jax.eval_shape(lambda p, x: apply(p, x), params, probe).shape
+    return (batch, *shape[1:])
 
 
 def _check_image_shape(layer: str, shape: Shape) -> None:
@@ -47,47 +55,32 @@ def Conv(
 ) -> Layer:
     """conv2d with an HWIO kernel (kh, kw, C_in / groups, out_channels) and a zero-initialised bias."""
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
-    st = (stride, stride) if isinstance(stride, int) else tuple(stride)
-    dl = (dilation, dilation) if isinstance(dilation, int) else tuple(dilation)
-
-    def init(key, input_shape):
-        _check_image_shape("Conv", input_shape)
-        n, h, w, c = input_shape
-        if c % groups:
-            raise ValueError(f"Conv: groups={groups} must divide the input channels {c}")
-        span = (effective_size(kh, dl[0]), effective_size(kw, dl[1]))
-        pads = resolve_padding(padding, (h, w), span, st)
-        out_hw = tuple(output_size(x, k, s, p) for x, k, s, p in zip((h, w), span, st, pads))
-        if min(out_hw) < 1:
-            raise ValueError(f"Conv: kernel span {span} does not fit input {(h, w)} with padding {pads}")
-        params = {"w": w_init(key, (kh, kw, c // groups, out_channels), jnp.float32)}
-        if bias:
-            params["b"] = jnp.zeros((out_channels,), jnp.float32)
-        return (n, *out_hw, out_channels), params
 
     def apply(params, x, *, impl="manual"):
         return ops.conv2d(
             x, params["w"], params.get("b"), stride=stride, padding=padding, dilation=dilation, groups=groups, impl=impl
         )
 
+    def init(key, input_shape):
+        _check_image_shape("Conv", input_shape)
+        c = input_shape[3]
+        if c % groups:
+            raise ValueError(f"Conv: groups={groups} must divide the input channels {c}")
+        params = {"w": w_init(key, (kh, kw, c // groups, out_channels), jnp.float32)}
+        if bias:
+            params["b"] = jnp.zeros((out_channels,), jnp.float32)
+        return output_shape(apply, params, input_shape), params
+
     return Layer("conv", init, apply)
 
 
 def _pool(name: str, op: Callable, window, stride, padding, **extra) -> Layer:
-    wh, ww = (window, window) if isinstance(window, int) else window
-    st = (wh, ww) if stride is None else ((stride, stride) if isinstance(stride, int) else tuple(stride))
+    def apply(params, x, *, impl="manual"):
+        return op(x, window=window, stride=stride, padding=padding, impl=impl, **extra)
 
     def init(key, input_shape):
         _check_image_shape(name, input_shape)
-        n, h, w, c = input_shape
-        pads = resolve_padding(padding, (h, w), (wh, ww), st)
-        out_hw = tuple(output_size(x, k, s, p) for x, k, s, p in zip((h, w), (wh, ww), st, pads))
-        if min(out_hw) < 1:
-            raise ValueError(f"{name}: window {(wh, ww)} does not fit input {(h, w)} with padding {pads}")
-        return (n, *out_hw, c), {}
-
-    def apply(params, x, *, impl="manual"):
-        return op(x, window=window, stride=stride, padding=padding, impl=impl, **extra)
+        return output_shape(apply, {}, input_shape), {}
 
     return Layer(name, init, apply)
 
@@ -104,16 +97,14 @@ def Subsample(window: int | tuple[int, int] = 2) -> Layer:
     """LeNet/Bouvrie sub-sampling beta * down(x) + b with per-channel beta (init 1/window area) and b (init 0)."""
     wh, ww = (window, window) if isinstance(window, int) else window
 
-    def init(key, input_shape):
-        _check_image_shape("Subsample", input_shape)
-        n, h, w, c = input_shape
-        if h % wh or w % ww:
-            raise ValueError(f"Subsample: input {(h, w)} is not a multiple of the window {(wh, ww)}")
-        params = {"beta": jnp.full((c,), 1.0 / (wh * ww), jnp.float32), "b": jnp.zeros((c,), jnp.float32)}
-        return (n, h // wh, w // ww, c), params
-
     def apply(params, x, *, impl="manual"):
         return ops.subsample(x, params["beta"], params["b"], window=window, impl=impl)
+
+    def init(key, input_shape):
+        _check_image_shape("Subsample", input_shape)
+        c = input_shape[3]
+        params = {"beta": jnp.full((c,), 1.0 / (wh * ww), jnp.float32), "b": jnp.zeros((c,), jnp.float32)}
+        return output_shape(apply, params, input_shape), params
 
     return Layer("subsample", init, apply)
 
