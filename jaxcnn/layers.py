@@ -146,11 +146,17 @@ class Serial(NamedTuple):
         return [f"{i:02d}_{layer.name}" for i, layer in enumerate(self.layers)]
 
     def init(self, key: jax.Array, input_shape: Shape) -> tuple[Shape, dict]:
-        params = {}
+        shapes, params = self.init_with_shapes(key, input_shape)
+        return shapes[-1] if shapes else tuple(input_shape), params
+
+    def init_with_shapes(self, key: jax.Array, input_shape: Shape) -> tuple[list[Shape], dict]:
+        """Like ``init``, with the output shape of every layer instead of only the last."""
+        params, shapes = {}, []
         shape = tuple(input_shape)
         for name, layer, layer_key in zip(self.keys, self.layers, jax.random.split(key, len(self.layers))):
             shape, params[name] = layer.init(layer_key, shape)
-        return shape, params
+            shapes.append(shape)
+        return shapes, params
 
     def apply(self, params: dict, x: jax.Array, *, impl: str = "manual", taps: Sequence[jax.Array] | None = None) -> jax.Array:
         return self.intermediates(params, x, impl=impl, taps=taps)[-1]

@@ -52,11 +52,15 @@ class Model:
         return self.loss_from_outputs(self.apply(params, x, impl=impl, taps=taps), labels, impl=impl)
 
     def tap_shapes(self, batch: int) -> list[tuple[int, ...]]:
-        shape, shapes = (batch, *self.input_shape), []
-        params = jax.eval_shape(self.init, jax.random.PRNGKey(0))
-        for key, layer in zip(self.net.keys, self.net.layers):
-            shape = jax.eval_shape(lambda p, x: layer.apply(p, x), params[key], jax.ShapeDtypeStruct(shape, jnp.float32)).shape
-            shapes.append(shape)
+        """The output shape of every layer for a batch of ``batch`` (the shapes of the residual-map taps)."""
+        shapes: list[tuple[int, ...]] = []
+
+        def trace(key):  # abstract: no initialiser runs
+            layer_shapes, params = self.net.init_with_shapes(key, (batch, *self.input_shape))
+            shapes.extend(layer_shapes)
+            return params
+
+        jax.eval_shape(trace, jax.random.PRNGKey(0))
         return shapes
 
 

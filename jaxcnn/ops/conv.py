@@ -146,9 +146,14 @@ def _manual(geom: ConvGeometry):
 
 
 def check_conv_args(
-    op: str, x: Any, w: Any, b: Any, *, stride: Any, dilation: Any, groups: Any, x_name: str = "x"
+    op: str, x: Any, w: Any, b: Any, *, stride: Any, dilation: Any, groups: Any, transposed: bool = False
 ) -> tuple[jax.Array, jax.Array, jax.Array | None, tuple[int, int], tuple[int, int], int]:
-    """Validate and promote the arrays and hyper-parameters shared by conv2d and conv2d_transpose."""
+    """Validate and promote the arrays and hyper-parameters shared by conv2d and conv2d_transpose.
+
+    The input is called "x" (conv2d) or "y" (transposed); the bias has one entry per output channel:
+    w.shape[3] for conv2d, w.shape[2] * groups for conv2d_transpose.
+    """
+    x_name = "y" if transposed else "x"
     x = _checks.floating_array(x_name, x)
     w = _checks.floating_array("w", w)
     b = None if b is None else _checks.floating_array("b", b)
@@ -161,7 +166,9 @@ def check_conv_args(
     groups = _checks.as_int("groups", groups, minimum=1)
     if w.shape[3] % groups:
         raise ValueError(f"{op}: groups={groups} must divide the kernel's out_channels w.shape[3]={w.shape[3]}")
-    if b is not None:
+    if b is not None and transposed:
+        _checks.check_vector("b", b, w.shape[2] * groups, "output channel (w.shape[2] * groups)")
+    elif b is not None:
         _checks.check_vector("b", b, w.shape[3], "kernel output channel w.shape[3]")
     x, w, b = _checks.promote(x, w, b)
     return x, w, b, stride, dilation, groups

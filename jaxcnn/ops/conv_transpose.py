@@ -90,14 +90,9 @@ def conv2d_transpose(
       (N, n_h, n_w, C) with n = (m - 1) s + (k - 1) d + 1 - lo - hi + output_padding, or m s for "SAME".
     """
     impl = _checks.check_impl(impl)
-    y, w, _, stride, dilation, groups = check_conv_args(
-        "conv2d_transpose", y, w, None, stride=stride, dilation=dilation, groups=groups, x_name="y"
+    y, w, b, stride, dilation, groups = check_conv_args(
+        "conv2d_transpose", y, w, b, stride=stride, dilation=dilation, groups=groups, transposed=True
     )
-    out_channels = w.shape[2] * groups
-    if b is not None:
-        b = _checks.floating_array("b", b)
-        _checks.check_vector("b", b, out_channels, "output channel (w.shape[2] * groups)")
-        y, w, b = _checks.promote(y, w, b)
     if y.shape[3] != w.shape[3]:
         raise ValueError(
             f"conv2d_transpose: y has {y.shape[3]} channels (shape {tuple(y.shape)}) but w of shape "
