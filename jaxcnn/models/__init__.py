@@ -39,29 +39,44 @@ class Model:
                 f"got {tuple(x.shape)}"
             )
 
-    def apply(self, params: dict, x: jax.Array, *, impl: str = "manual", taps=None) -> jax.Array:
+    def init_state(self) -> dict:
+        """Batch-norm running statistics and the like, keyed like params; {} for models without state."""
+        return self.net.init_state((-1, *self.input_shape))
+
+    def apply(self, params: dict, x: jax.Array, *, impl: str = "manual", taps=None, state: dict | None = None) -> jax.Array:
+        """Inference (dropout off, batch norm on running statistics): (N, *input_shape) -> (N, num_classes)."""
         self.check_input(x)
-        return self.net.apply(params, x, impl=impl, taps=taps)
+        return self.net.apply(params, x, impl=impl, taps=taps, state=state)
+
+    def forward(
+        self,
+        params: dict,
+        state: dict,
+        x: jax.Array,
+        *,
+        impl: str = "manual",
+        train: bool = False,
+        key: jax.Array | None = None,
+        taps=None,
+    ) -> tuple[jax.Array, dict]:
+        """(outputs, new_state); ``train=True`` uses batch statistics and draws dropout masks from ``key``."""
+        self.check_input(x)
+        return self.net.forward(params, state, x, impl=impl, train=train, key=key, taps=taps)
 
     def loss_from_outputs(self, outputs: jax.Array, labels: jax.Array, *, impl: str = "manual") -> jax.Array:
         if self.loss_name == "mse":
             return ops.mse(outputs, jax.nn.one_hot(labels, self.num_classes, dtype=outputs.dtype), impl=impl)
         return ops.softmax_cross_entropy(outputs, labels, impl=impl)
 
-    def loss(self, params: dict, x: jax.Array, labels: jax.Array, *, impl: str = "manual", taps=None) -> jax.Array:
-        return self.loss_from_outputs(self.apply(params, x, impl=impl, taps=taps), labels, impl=impl)
+    def loss(
+        self, params: dict, x: jax.Array, labels: jax.Array, *, impl: str = "manual", taps=None, state: dict | None = None
+    ) -> jax.Array:
+        """The loss of the inference-mode outputs (see ``apply``)."""
+        return self.loss_from_outputs(self.apply(params, x, impl=impl, taps=taps, state=state), labels, impl=impl)
 
     def tap_shapes(self, batch: int) -> list[tuple[int, ...]]:
         """The output shape of every layer for a batch of ``batch`` (the shapes of the residual-map taps)."""
-        shapes: list[tuple[int, ...]] = []
-
-        def trace(key):  # abstract: no initialiser runs
-            layer_shapes, params = self.net.init_with_shapes(key, (batch, *self.input_shape))
-            shapes.extend(layer_shapes)
-            return params
-
-        jax.eval_shape(trace, jax.random.PRNGKey(0))
-        return shapes
+        return self.net.shapes((batch, *self.input_shape))
 
 
 def lenet5_classic(num_classes: int = 10) -> Model:
@@ -136,10 +151,23 @@ def get_model(name: str, num_classes: int = 10) -> Model:
 
 
 def gradcheck_case(name: str, batch: int = 2):
-    """(loss factory, (params, x), names) for jaxcnn.gradcheck: the whole model in float64 on a small batch."""
+    """(loss factory, (params, x), names) for jaxcnn.gradcheck: the whole model in float64 on a small batch.
+
+    The loss is the training-mode one (batch statistics, a fixed dropout key), the mode whose backward trains.
+    """
     model = get_model(name)
     key = jax.random.PRNGKey(0)
     params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), model.init(key))
+    state = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), model.init_state())
     x = jax.random.uniform(jax.random.fold_in(key, 1), (batch, *model.input_shape), jnp.float64)
     labels = jnp.arange(batch) % model.num_classes
-    return (lambda impl: (lambda p, x: model.loss(p, x, labels, impl=impl))), (params, x), ("params", "x")
+    dropout_key = jax.random.fold_in(key, 2)
+
+    def loss_factory(impl):
+        def loss(p, x):
+            outputs, _ = model.forward(p, state, x, impl=impl, train=True, key=dropout_key)
+            return model.loss_from_outputs(outputs, labels, impl=impl)
+
+        return loss
+
+    return loss_factory, (params, x), ("params", "x")
