@@ -61,6 +61,14 @@ X = z(1, 5, 5, 2)  # conv2d input NHWC
 W = z(2, 2, 2, 3)  # HWIO kernel: 2 in, 3 out
 Y = z(1, 3, 3, 3)  # conv2d_transpose input (3 channels = W.shape[3])
 P = z(1, 4, 4, 2)  # pooling / sub-sampling input
+KEY = jax.random.PRNGKey(0)  # dropout
+TRAIN, EVAL = {"training": True}, {"training": False}  # batch_norm modes
+
+
+def S(c: int) -> dict:
+    """A batch_norm state for c channels."""
+    return {"mean": z(c), "var": z(c) + 1}
+
 
 CASES = [
     # ------------------------------------------------------------ conv2d: channels, ranks, groups
@@ -312,6 +320,130 @@ CASES = [
          e("labels must lie in [0, 3) for logits with 3 classes, got values in [-1, 2]"), eager_only=True),
     case("xent/label-numpy-too-large", ops.softmax_cross_entropy, (z(2, 3), np.array([7, 1])), {}, ValueError,
          e("labels must lie in [0, 3)") + ".*" + e("got values in [1, 7]"), eager_only=True),
+    # ------------------------------------------------------------ batch_norm
+    case("batch_norm/one-value-per-channel", ops.batch_norm, (z(1, 1, 1, 3), z(3), z(3), S(3)), TRAIN, ValueError,
+         e("Expected more than 1 value per channel when training, got x of shape (1, 1, 1, 3), axis -1")),
+    case("batch_norm/one-value-per-channel-2d", ops.batch_norm, (z(1, 3), z(3), z(3), S(3)), TRAIN, ValueError,
+         e("Expected more than 1 value per channel when training, got x of shape (1, 3)")),
+    case("batch_norm/one-value-per-channel-axis0", ops.batch_norm, (z(3, 1), z(3), z(3), S(3)), {**TRAIN, "axis": 0},
+         ValueError, e("Expected more than 1 value per channel when training, got x of shape (3, 1), axis 0")),
+    case("batch_norm/gamma-wrong-length", ops.batch_norm, (P, z(3), z(2), S(2)), TRAIN, ValueError,
+         e("batch_norm: gamma must have shape (2,), one per channel of x (shape (1, 4, 4, 2), axis -1), got (3,)")),
+    case("batch_norm/gamma-wrong-length-axis1", ops.batch_norm, (P, z(2), z(2), S(2)), {**TRAIN, "axis": 1}, ValueError,
+         e("gamma must have shape (4,), one per channel of x (shape (1, 4, 4, 2), axis 1), got (2,)")),
+    case("batch_norm/beta-2d", ops.batch_norm, (P, z(2), z(2, 1), S(2)), TRAIN, ValueError,
+         e("beta must have shape (2,)") + ".*" + e("got (2, 1)")),
+    case("batch_norm/state-of-another-model", ops.batch_norm, (P, z(2), z(2), S(8)), TRAIN, ValueError,
+         e("state['mean'] must have shape (2,), one per channel of x (shape (1, 4, 4, 2), axis -1), got (8,)")
+         + ".*" + e("batch-norm state of another layer or model")),
+    case("batch_norm/state-of-another-model-eval", ops.batch_norm, (P, z(2), z(2), S(8)), EVAL, ValueError,
+         e("state['mean'] must have shape (2,)") + ".*" + e("got (8,)")),
+    case("batch_norm/state-var-wrong-length", ops.batch_norm, (P, z(2), z(2), {"mean": z(2), "var": z(3)}), EVAL,
+         ValueError, e("state['var'] must have shape (2,)") + ".*" + e("got (3,)")),
+    case("batch_norm/state-missing-var", ops.batch_norm, (P, z(2), z(2), {"mean": z(2)}), TRAIN, ValueError,
+         e("state must have exactly the keys 'mean' and 'var'") + ".*" + e("got ['mean']")),
+    case("batch_norm/state-not-a-dict", ops.batch_norm, (P, z(2), z(2), z(2)), TRAIN, TypeError,
+         e("state must be a dict {'mean': (C,), 'var': (C,)}")),
+    case("batch_norm/state-int", ops.batch_norm, (P, z(2), z(2), {"mean": z(2, dtype=jnp.int32), "var": z(2)}), TRAIN,
+         TypeError, e("state['mean'] must have a floating dtype") + ".*" + e("got int32")),
+    case("batch_norm/axis-too-large", ops.batch_norm, (P, z(2), z(2), S(2)), {**TRAIN, "axis": 4}, ValueError,
+         e("axis 4 is out of range for x of shape (1, 4, 4, 2)")),
+    case("batch_norm/axis-too-negative", ops.batch_norm, (P, z(2), z(2), S(2)), {**EVAL, "axis": -5}, ValueError,
+         e("axis -5 is out of range for x of shape (1, 4, 4, 2)")),
+    case("batch_norm/axis-float", ops.batch_norm, (P, z(2), z(2), S(2)), {**TRAIN, "axis": 3.0}, TypeError,
+         e("axis must be an int, got 3.0")),
+    case("batch_norm/momentum-negative", ops.batch_norm, (P, z(2), z(2), S(2)), {**TRAIN, "momentum": -0.1}, ValueError,
+         e("momentum must lie in [0, 1]") + ".*" + e("got -0.1")),
+    case("batch_norm/momentum-above-1", ops.batch_norm, (P, z(2), z(2), S(2)), {**TRAIN, "momentum": 1.5}, ValueError,
+         e("momentum must lie in [0, 1]") + ".*" + e("got 1.5")),
+    case("batch_norm/momentum-nan", ops.batch_norm, (P, z(2), z(2), S(2)), {**TRAIN, "momentum": float("nan")},
+         ValueError, e("momentum must lie in [0, 1]") + ".*" + e("got nan")),
+    case("batch_norm/momentum-str", ops.batch_norm, (P, z(2), z(2), S(2)), {**TRAIN, "momentum": "0.9"}, TypeError,
+         e("momentum must be a float, got '0.9'")),
+    case("batch_norm/eps-0", ops.batch_norm, (P, z(2), z(2), S(2)), {**TRAIN, "eps": 0.0}, ValueError,
+         e("eps must be a finite number > 0, got 0.0")),
+    case("batch_norm/eps-negative", ops.batch_norm, (P, z(2), z(2), S(2)), {**EVAL, "eps": -1e-5}, ValueError,
+         e("eps must be a finite number > 0, got -1e-05")),
+    case("batch_norm/eps-bool", ops.batch_norm, (P, z(2), z(2), S(2)), {**TRAIN, "eps": True}, TypeError,
+         e("eps must be a float, got True")),
+    case("batch_norm/training-int", ops.batch_norm, (P, z(2), z(2), S(2)), {"training": 1}, TypeError,
+         e("training must be a bool, got 1")),
+    case("batch_norm/x-int", ops.batch_norm, (z(1, 4, 4, 2, dtype=jnp.int32), z(2), z(2), S(2)), TRAIN, TypeError,
+         e("x must have a floating dtype") + ".*" + e("got int32")),
+    case("batch_norm/gamma-bool", ops.batch_norm, (P, z(2, dtype=jnp.bool_), z(2), S(2)), TRAIN, TypeError,
+         e("gamma must have a floating dtype") + ".*" + e("got bool")),
+    case("batch_norm/x-scalar", ops.batch_norm, (z(), z(1), z(1), S(1)), EVAL, ValueError,
+         e("batch_norm: x must have a channel axis, got shape ()")),
+    # ------------------------------------------------------------ dropout
+    case("dropout/rate-1", ops.dropout, (z(2, 3), KEY), {"rate": 1.0}, ValueError,
+         e("rate must lie in [0, 1) (the probability of dropping a unit), got 1.0")),
+    case("dropout/rate-negative", ops.dropout, (z(2, 3), KEY), {"rate": -0.5}, ValueError,
+         e("rate must lie in [0, 1)") + ".*" + e("got -0.5")),
+    case("dropout/rate-nan", ops.dropout, (z(2, 3), KEY), {"rate": float("nan")}, ValueError,
+         e("rate must lie in [0, 1)") + ".*" + e("got nan")),
+    case("dropout/rate-bool", ops.dropout, (z(2, 3), KEY), {"rate": True}, TypeError, e("rate must be a float, got True")),
+    case("dropout/rate-deterministic-still-checked", ops.dropout, (z(2, 3), KEY), {"rate": 2.0, "deterministic": True},
+         ValueError, e("rate must lie in [0, 1)") + ".*" + e("got 2.0")),
+    case("dropout/key-float", ops.dropout, (z(2, 3), z(2)), {"rate": 0.5}, TypeError,
+         e("key must be a PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed)), got an array of dtype float64 "
+           "and shape (2,)")),
+    case("dropout/key-int32", ops.dropout, (z(2, 3), jnp.array([0, 1], jnp.int32)), {"rate": 0.5}, TypeError,
+         e("key must be a PRNG key") + ".*" + e("dtype int32")),
+    case("dropout/key-python-int", ops.dropout, (z(2, 3), 0), {"rate": 0.5}, TypeError, e("key must be a PRNG key")),
+    case("dropout/key-none", ops.dropout, (z(2, 3), None), {"rate": 0.5}, TypeError,
+         e("key must be a PRNG key") + ".*" + e("got NoneType")),
+    case("dropout/key-batch", ops.dropout, (z(2, 3), jax.random.split(KEY, 3)), {"rate": 0.5}, ValueError,
+         e("key must be a single PRNG key of shape (2,) (uint32), got shape (3, 2)")),
+    case("dropout/typed-key-batch", ops.dropout, (z(2, 3), jax.random.split(jax.random.key(0), 3)), {"rate": 0.5},
+         ValueError, e("key must be a single PRNG key of shape ()") + ".*" + e("got shape (3,)")),
+    case("dropout/deterministic-int", ops.dropout, (z(2, 3), KEY), {"rate": 0.5, "deterministic": 1}, TypeError,
+         e("deterministic must be a bool, got 1")),
+    case("dropout/x-int", ops.dropout, (z(2, 3, dtype=jnp.int32), KEY), {"rate": 0.5}, TypeError,
+         e("x must have a floating dtype") + ".*" + e("got int32")),
+    # ------------------------------------------------------------ local_response_norm
+    case("lrn/size-0", ops.local_response_norm, (P,), {"size": 0}, ValueError, e("size must be >= 1, got 0")),
+    case("lrn/size-float", ops.local_response_norm, (P,), {"size": 5.0}, TypeError, e("size must be an int, got 5.0")),
+    case("lrn/x-rank-3", ops.local_response_norm, (z(4, 4, 2),), {}, ValueError,
+         e("x must have rank 4 (NHWC), got shape (4, 4, 2)")),
+    case("lrn/x-rank-5", ops.local_response_norm, (z(1, 1, 4, 4, 2),), {}, ValueError,
+         e("x must have rank 4") + ".*" + e("(1, 1, 4, 4, 2)")),
+    case("lrn/k-0", ops.local_response_norm, (P,), {"k": 0.0}, ValueError, e("k must be a finite number > 0, got 0.0")),
+    case("lrn/alpha-negative", ops.local_response_norm, (P,), {"alpha": -1e-4}, ValueError,
+         e("alpha must be a finite number >= 0, got -0.0001")),
+    case("lrn/beta-inf", ops.local_response_norm, (P,), {"beta": float("inf")}, ValueError,
+         e("beta must be a finite number >= 0, got inf")),
+    case("lrn/alpha-str", ops.local_response_norm, (P,), {"alpha": "1e-4"}, TypeError, e("alpha must be a float, got '1e-4'")),
+    case("lrn/x-int", ops.local_response_norm, (z(1, 4, 4, 2, dtype=jnp.int32),), {}, TypeError,
+         e("x must have a floating dtype") + ".*" + e("got int32")),
+    # ------------------------------------------------------------ global_avg_pool
+    case("global_avg_pool/x-rank-2", ops.global_avg_pool, (z(2, 3),), {}, ValueError,
+         e("x must have rank 4 (NHWC), got shape (2, 3)")),
+    case("global_avg_pool/x-rank-3", ops.global_avg_pool, (z(4, 4, 2),), {}, ValueError, e("x must have rank 4") + ".*" + e("(4, 4, 2)")),
+    case("global_avg_pool/empty-map", ops.global_avg_pool, (z(1, 0, 3, 2),), {}, ValueError,
+         e("global_avg_pool: x has an empty spatial map (shape (1, 0, 3, 2))")),
+    case("global_avg_pool/x-bool", ops.global_avg_pool, (z(1, 2, 2, 1, dtype=jnp.bool_),), {}, TypeError,
+         e("x must have a floating dtype") + ".*" + e("got bool")),
+    # ------------------------------------------------------------ concat / add
+    case("concat/empty", ops.concat, ([],), {}, ValueError, e("concat: xs must hold at least one array, got an empty sequence")),
+    case("concat/spatial-mismatch", ops.concat, ([z(1, 4, 4, 2), z(1, 3, 4, 1), z(1, 4, 4, 3)],), {}, ValueError,
+         e("concat: the arrays of xs must have equal shapes except along axis 3, got shapes "
+           "[(1, 4, 4, 2), (1, 3, 4, 1), (1, 4, 4, 3)]")),
+    case("concat/channels-mismatch-axis1", ops.concat, ([z(1, 4, 4, 2), z(1, 4, 4, 3)],), {"axis": 1}, ValueError,
+         e("equal shapes except along axis 1, got shapes [(1, 4, 4, 2), (1, 4, 4, 3)]")),
+    case("concat/rank-mismatch", ops.concat, ([z(1, 4, 4, 2), z(4, 4, 2)],), {}, ValueError,
+         e("concat: every array of xs must have the same rank, got shapes [(1, 4, 4, 2), (4, 4, 2)]")),
+    case("concat/scalars", ops.concat, ([z(), z()],), {}, ValueError, e("arrays with at least one axis, got shapes [(), ()]")),
+    case("concat/axis-too-large", ops.concat, ([z(2, 3), z(2, 3)],), {"axis": 2}, ValueError,
+         e("axis 2 is out of range for arrays of rank 2 (shapes [(2, 3), (2, 3)])")),
+    case("concat/not-a-list", ops.concat, (z(2, 3),), {}, TypeError, e("concat: xs must be a list or tuple of arrays, got ")),
+    case("concat/xs-int", ops.concat, ([z(2, 3), z(2, 3, dtype=jnp.int32)],), {}, TypeError,
+         e("xs[1] must have a floating dtype") + ".*" + e("got int32")),
+    case("add/shape-mismatch", ops.add, (z(2, 3), z(2, 4)), {}, ValueError,
+         e("add: a and b must have the same shape, got (2, 3) and (2, 4)")),
+    case("add/broadcastable-mismatch", ops.add, (z(1, 4, 4, 2), z(2)), {}, ValueError,
+         e("add: a and b must have the same shape, got (1, 4, 4, 2) and (2,)")),
+    case("add/b-int", ops.add, (z(2, 3), z(2, 3, dtype=jnp.int32)), {}, TypeError,
+         e("b must have a floating dtype") + ".*" + e("got int32")),
 ]
 
 MODES = ("eager", "jit")
@@ -367,6 +499,12 @@ def _good_calls():
         ("log_softmax", ops.log_softmax, (z(2, 3),), {}),
         ("mse", ops.mse, (z(2, 3), z(2, 3)), {}),
         ("softmax_cross_entropy", ops.softmax_cross_entropy, (z(2, 3), z(2, dtype=jnp.int32)), {}),
+        ("batch_norm", ops.batch_norm, (P, z(2), z(2), S(2)), TRAIN),
+        ("dropout", ops.dropout, (z(2, 3), KEY), {"rate": 0.5}),
+        ("local_response_norm", ops.local_response_norm, (P,), {}),
+        ("global_avg_pool", ops.global_avg_pool, (P,), {}),
+        ("concat", ops.concat, ([z(2, 3), z(2, 1)],), {}),
+        ("add", ops.add, (z(2, 3), z(2, 3)), {}),
     ]
 
 
@@ -391,7 +529,9 @@ def test_well_formed_calls_trace_and_run(name, op, args, kwargs, impl):
     """The baselines the rows above perturb are themselves valid, eagerly and under jit."""
     eager = op(*args, impl=impl, **kwargs)
     jitted = jax.jit(lambda *a: op(*a, impl=impl, **kwargs))(*args)
-    np.testing.assert_array_equal(np.asarray(eager), np.asarray(jitted))
+    assert jax.tree_util.tree_structure(eager) == jax.tree_util.tree_structure(jitted)
+    for a, b in zip(jax.tree_util.tree_leaves(eager), jax.tree_util.tree_leaves(jitted)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 # ---------------------------------------------------------------- documented limitations and known bugs

@@ -128,6 +128,31 @@ OP_CASES = [
         lambda impl, l: ops.softmax_cross_entropy(l, jnp.array([0, 4, 2, 2]), impl=impl),
         (normal(30, 4, 5),),
     ),
+    OpCase(
+        "batch_norm_train",
+        lambda impl, x, g, b: ops.batch_norm(x, g, b, ops.batch_norm_state(3), training=True, impl=impl)[0],
+        (normal(34, 2, 3, 4, 3), normal(35, 3), normal(36, 3)),
+    ),
+    OpCase(
+        "batch_norm_eval",
+        lambda impl, x, g, b: ops.batch_norm(
+            x, g, b, {"mean": normal(37, 4), "var": jnp.exp(normal(38, 4))}, training=False, axis=1, impl=impl
+        )[0],
+        (normal(39, 2, 4, 3), normal(40, 4), normal(41, 4)),
+    ),
+    OpCase("dropout", lambda impl, x: ops.dropout(x, jax.random.PRNGKey(3), rate=0.4, impl=impl), (normal(42, 3, 5),)),
+    OpCase(
+        "local_response_norm",
+        lambda impl, x: ops.local_response_norm(x, size=4, alpha=0.5, impl=impl),
+        (normal(43, 2, 2, 3, 6),),
+    ),
+    OpCase("global_avg_pool", lambda impl, x: ops.global_avg_pool(x, impl=impl), (normal(44, 2, 3, 4, 3),)),
+    OpCase(
+        "concat",
+        lambda impl, a, b: ops.concat([a, b], axis=-1, impl=impl),
+        (normal(45, 2, 3, 3, 2), normal(46, 2, 3, 3, 1)),
+    ),
+    OpCase("add", lambda impl, a, b: ops.add(a, b, impl=impl), (normal(47, 2, 4), normal(48, 2, 4))),
 ]
 CASE_IDS = [c.name for c in OP_CASES]
 # Subsets for the costlier extra checks (each op is already covered by (a) and (c) above; the per-example
