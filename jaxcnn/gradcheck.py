@@ -198,6 +198,9 @@ def op_cases(dtype=jnp.float64, key: jax.Array | None = None) -> dict[str, tuple
     """A representative, awkward configuration of every op: name -> (loss factory, args, arg names)."""
     key = jax.random.PRNGKey(0) if key is None else key
     n = lambda i, *shape: _normal(key, i, shape, dtype)  # noqa: E731
+    # Non-differentiable inputs are closed over: batch_norm's running statistics, dropout's key.
+    running = {"mean": n(100, 3), "var": jnp.exp(n(101, 3))}
+    drop_key = jax.random.fold_in(key, 102)
     specs: dict[str, tuple[Callable[[str, tuple], jax.Array], tuple, tuple[str, ...]]] = {
         "conv2d": (
             lambda impl, a: ops.conv2d(*a, stride=(2, 1), padding=((1, 2), (0, 1)), dilation=(1, 2), groups=2, impl=impl),
@@ -233,6 +236,30 @@ def op_cases(dtype=jnp.float64, key: jax.Array | None = None) -> dict[str, tuple
             (n(22, 4, 5), jax.nn.softmax(n(23, 4, 5))),
             ("logits", "labels"),
         ),
+        # batch 1 with a 3x2 map: 6 values per channel, normalised over batch and space.
+        "batch_norm train": (
+            lambda impl, a: ops.batch_norm(*a, ops.batch_norm_state(4, dtype), training=True, impl=impl)[0],
+            (n(24, 1, 3, 2, 4), n(25, 4), n(26, 4)),
+            ("x", "gamma", "beta"),
+        ),
+        "batch_norm eval axis=1": (
+            lambda impl, a: ops.batch_norm(*a, running, training=False, axis=1, eps=1e-3, impl=impl)[0],
+            (n(27, 2, 3, 5), n(28, 3), n(29, 3)),
+            ("x", "gamma", "beta"),
+        ),
+        "dropout 0.3": (lambda impl, a: ops.dropout(*a, drop_key, rate=0.3, impl=impl), (n(30, 4, 6),), ("x",)),
+        "lrn size 4": (
+            lambda impl, a: ops.local_response_norm(*a, size=4, alpha=0.5, beta=0.75, k=1.0, impl=impl),
+            (n(31, 2, 3, 2, 7),),
+            ("x",),
+        ),
+        "global_avg_pool": (lambda impl, a: ops.global_avg_pool(*a, impl=impl), (n(32, 2, 3, 5, 4),), ("x",)),
+        "concat": (
+            lambda impl, a: ops.concat(list(a), axis=-1, impl=impl),
+            (n(33, 2, 3, 3, 2), n(34, 2, 3, 3, 1), n(35, 2, 3, 3, 3)),
+            ("x0", "x1", "x2"),
+        ),
+        "add": (lambda impl, a: ops.add(*a, impl=impl), (n(36, 2, 4, 4, 3), n(37, 2, 4, 4, 3)), ("a", "b")),
     }
     return {name: (_projected(call, key, args), args, names) for name, (call, args, names) in specs.items()}
 
