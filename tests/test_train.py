@@ -109,12 +109,13 @@ def test_per_example_clipping():
     images, labels = synthetic_images(8, seed=5)
     x = jnp.asarray(images[..., None] / 255.0, jnp.float32)
     y = jnp.asarray(labels, jnp.int32)
-    (_, _), plain = batch_gradients(model, "manual", None)(params, x, y)
-    (_, _), loose = batch_gradients(model, "manual", 1e9)(params, x, y)
+    key = jax.random.PRNGKey(1)
+    (_, _), plain, _ = batch_gradients(model, "manual", None)(params, {}, x, y, key)
+    (_, _), loose, _ = batch_gradients(model, "manual", 1e9)(params, {}, x, y, key)
     for a, b in zip(jax.tree_util.tree_leaves(plain), jax.tree_util.tree_leaves(loose)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     clip = 1e-3
-    (_, _), tight = batch_gradients(model, "manual", clip)(params, x, y)
+    (_, _), tight, _ = batch_gradients(model, "manual", clip)(params, {}, x, y, key)
     norm = float(optax.tree.norm(tight))
     assert norm <= clip * (1 + 1e-5)  # the mean of vectors of norm <= C has norm <= C
     assert norm > 0

@@ -14,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +28,7 @@ from tqdm.auto import tqdm
 from jaxcnn import data
 from jaxcnn.models import Model, get_model
 from jaxcnn.train.config import TrainConfig
+from jaxcnn.train.interrupt import StopSignals, TrainingInterrupted, resume_command
 from jaxcnn.train.step import (
     TrainState,
     epoch_order,
@@ -87,7 +89,12 @@ class MetricsLog:
         self.records = records
         from tensorboardX import SummaryWriter
 
-        self.tb = SummaryWriter(str(run_dir / "tb"))
+        # purge_step hides the TensorBoard events an interrupted run wrote after the checkpoint resumed from
+        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=None if resume_step is None else resume_step + 1)
+
+    @property
+    def last_step(self) -> int:
+        return self.records[-1]["step"] if self.records else 0
 
     @staticmethod
     def read(path: Path) -> list[dict]:
@@ -114,11 +121,14 @@ class Checkpoints:
             (run_dir / "checkpoints").absolute(), options=ocp.CheckpointManagerOptions(max_to_keep=3, create=True)
         )
 
-    def save(self, state: TrainState) -> None:
+    def save(self, state: TrainState, epoch_losses: Sequence[float] = (), epoch_accuracies: Sequence[float] = ()) -> None:
+        """A mid-epoch checkpoint also holds the epoch's losses so far: the metrics lines of the epoch, written
+        at its end, need them after a resume."""
         step = int(state.step)
         if step in self.manager.all_steps():
             return
         meta = {k: getattr(self.cfg, k) for k in RESUME_KEYS}
+        meta["epoch_progress"] = {"losses": list(epoch_losses), "accuracies": list(epoch_accuracies)}
         self.manager.save(
             step, args=ocp.args.Composite(state=ocp.args.StandardSave(state._asdict()), meta=ocp.args.JsonSave(meta))
         )
@@ -136,6 +146,12 @@ class Checkpoints:
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template._asdict())
         restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
         return TrainState(**restored)
+
+    def epoch_progress(self, step: int) -> tuple[list[float], list[float]]:
+        """The losses and accuracies of the epoch's steps before ``step`` that checkpoint ``step`` holds."""
+        meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        progress = meta.get("epoch_progress", {})
+        return list(progress.get("losses", [])), list(progress.get("accuracies", []))
 
     def close(self) -> None:
         self.manager.close()
@@ -157,22 +173,31 @@ def _check_finite(losses: np.ndarray, first_step: int) -> None:
         )
 
 
-def _loop_epoch(step_fn, state, images, labels, order, start_batch: int, cfg: TrainConfig, bar, checkpoints):
-    """A Python loop of jitted steps over the batches order[start_batch:].
+def _loop_epoch(
+    step_fn, state, images, labels, order, start_batch: int, cfg: TrainConfig, bar, checkpoints,
+    prior: tuple[Sequence[float], Sequence[float]] = ((), ()), stop: StopSignals | None = None,
+):  # fmt: skip
+    """A Python loop of jitted steps over the batches order[start_batch:]; ``prior`` holds the losses and
+    accuracies of order[:start_batch] when a run resumes mid-epoch. Returns the whole epoch's.
 
     Losses stay on the device and are fetched every log_every steps (a fetch per step would stall the
     asynchronous dispatch); a NaN is still reported with its exact step, and a checkpoint is only written
-    after the losses before it were found finite.
+    after the losses before it were found finite. A signal caught by ``stop`` ends the loop after the
+    current step with a checkpoint. Neither happens at the epoch's last step: its checkpoint must follow
+    the epoch's metrics lines, which train() writes.
     """
-    losses, accs, fetched = [], [], 0
-    first_step = int(state.step)
+    losses, accs = list(prior[0]), list(prior[1])
+    fetched = len(losses)
+    first_step = int(state.step) - fetched
+    last = order.shape[0] - 1
     for b in range(start_batch, order.shape[0]):
         idx = order[b]
         state, (loss, acc) = step_fn(state, images[idx], labels[idx])
         losses.append(loss)
         accs.append(acc)
-        due_checkpoint = cfg.checkpoint_every and (first_step + len(losses)) % cfg.checkpoint_every == 0
-        if len(losses) % cfg.log_every == 0 or due_checkpoint or b == order.shape[0] - 1:
+        due_checkpoint = b < last and cfg.checkpoint_every and (first_step + len(losses)) % cfg.checkpoint_every == 0
+        stopping = b < last and stop is not None and stop.requested is not None
+        if len(losses) % cfg.log_every == 0 or due_checkpoint or stopping or b == last:
             losses[fetched:] = [float(v) for v in losses[fetched:]]
             accs[fetched:] = [float(v) for v in accs[fetched:]]
             _check_finite(np.asarray(losses[fetched:]), first_step + fetched)
@@ -180,17 +205,19 @@ def _loop_epoch(step_fn, state, images, labels, order, start_batch: int, cfg: Tr
             rate = bar.format_dict.get("rate") or 0.0
             bar.set_postfix(loss=f"{losses[-1]:.4f}", acc=f"{accs[-1]:.3f}", img_s=f"{rate * cfg.batch_size:.0f}")
             fetched = len(losses)
-            if due_checkpoint:
-                checkpoints.save(state)
+            if due_checkpoint or stopping:
+                checkpoints.save(state, losses, accs)
+            if stopping:
+                stop.check()
     return state, np.asarray(losses), np.asarray(accs)
 
 
 def _log_steps(log: MetricsLog, losses: np.ndarray, accs: np.ndarray, first_step: int, epoch: int, every: int) -> None:
     """A metrics line every ``every`` steps with the mean of the steps since the last; the epoch's last step
-    is left to the epoch-end line."""
+    is left to the epoch-end line. Steps already in the log (written before an interruption) are skipped."""
     for j in range(len(losses) - 1):
         step = first_step + j + 1
-        if step % every == 0:
+        if step % every == 0 and step > log.last_step:
             window = slice(max(0, j + 1 - every), j + 1)
             log.write(
                 {"step": step, "epoch": epoch, "train_loss": float(losses[window].mean()), "train_accuracy": float(accs[window].mean())}
@@ -220,10 +247,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     init_key, data_key, augment_key = jax.random.split(key, 3)
     state = init_state(model, optimizer, init_key)
     checkpoints = Checkpoints(run_dir, cfg)
+    prior: tuple[list[float], list[float]] = ([], [])  # losses, accuracies of the steps of a resumed epoch
     if cfg.resume:
         restored = checkpoints.restore_latest(state)
         if restored is not None:
             state = restored
+            prior = checkpoints.epoch_progress(int(state.step))
     log = MetricsLog(run_dir, int(state.step) if cfg.resume else None)
 
     images, labels = jnp.asarray(train_ds.images), jnp.asarray(train_ds.labels)
@@ -236,12 +265,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     eval_fn = jax.jit(make_eval(model, cfg.impl))
 
     start_epoch, start_batch = divmod(int(state.step), steps_per_epoch)
+    if len(prior[0]) != start_batch:  # a checkpoint written before epoch progress was saved
+        prior = ([], [])
     bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=int(state.step), disable=not cfg.progress, unit="step")
     final: dict[str, Any] = {}
+    stop = StopSignals().install()
     try:
         for epoch in range(start_epoch, cfg.epochs):
             tic = time.perf_counter()
-            first_step = int(state.step)
+            first_step = int(state.step) - len(prior[0])
             if mode == "scan" and start_batch == 0:
                 state, (losses, accs) = epoch_fn(state, images, labels, data_key, epoch)
                 losses, accs = np.asarray(losses), np.asarray(accs)
@@ -250,12 +282,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             else:
                 state, losses, accs = _loop_epoch(
                     step_fn, state, images, labels, epoch_order(data_key, epoch, images.shape[0], cfg.batch_size),
-                    start_batch, cfg, bar, checkpoints,
+                    start_batch, cfg, bar, checkpoints, prior, stop,
                 )  # fmt: skip
-            start_batch = 0
+            steps_run = len(losses) - len(prior[0])
+            start_batch, prior = 0, ([], [])
             seconds = time.perf_counter() - tic
             _log_steps(log, losses, accs, first_step, epoch, cfg.log_every)
-            test_loss, test_acc = evaluate_dataset(eval_fn, state.params, test_ds.images, test_ds.labels, cfg.eval_batch_size)
+            test_loss, test_acc = evaluate_dataset(
+                eval_fn, state.params, state.model_state, test_ds.images, test_ds.labels, cfg.eval_batch_size
+            )
             recent = slice(-min(cfg.log_every, len(losses)), None)
             final = {
                 "step": int(state.step),
@@ -264,18 +299,24 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 "train_accuracy": float(accs[recent].mean()),
                 "test_loss": test_loss,
                 "test_accuracy": test_acc,
-                "images_per_s": len(losses) * cfg.batch_size / max(seconds, 1e-9),
+                "images_per_s": steps_run * cfg.batch_size / max(seconds, 1e-9),
                 "epoch_seconds": seconds,
             }
             log.write(final)
             bar.set_postfix(loss=f"{final['train_loss']:.4f}", test_acc=f"{test_acc:.4f}", img_s=f"{final['images_per_s']:.0f}")
             checkpoints.save(state)
-    except KeyboardInterrupt:
-        checkpoints.save(state)
+            stop.check()
+    except KeyboardInterrupt as err:
         bar.close()
-        print(f"\ninterrupted at step {int(state.step)}; checkpoint saved. Resume with: --run-dir {run_dir} --resume")
+        latest = checkpoints.manager.latest_step()
+        if isinstance(err, TrainingInterrupted) and err.saved:
+            what = f"stopped at step {latest}; checkpoint saved"
+        else:
+            what = f"stopped at once; the latest checkpoint ({'none yet' if latest is None else f'step {latest}'}) is kept"
+        print(f"\ntraining {what} in {run_dir}. Resume with:\n  {resume_command(cfg, run_dir)}", file=sys.stderr)
         raise
     finally:
+        stop.restore()
         bar.close()
         log.close()
         checkpoints.close()

@@ -10,6 +10,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxcnn.models import Model
@@ -19,6 +20,7 @@ from jaxcnn.train.config import TrainConfig
 
 class TrainState(NamedTuple):
     params: dict
+    model_state: dict  # batch-norm running statistics and the like ({} for most models)
     opt_state: optax.OptState
     step: jax.Array  # int32 scalar: optimizer steps taken
 
@@ -36,41 +38,55 @@ def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransfor
 
 def init_state(model: Model, optimizer: optax.GradientTransformation, key: jax.Array) -> TrainState:
     params = model.init(key)
-    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+    return TrainState(params, model.init_state(), optimizer.init(params), jnp.zeros((), jnp.int32))
+
+
+def _accuracy(outputs: jax.Array, y: jax.Array) -> jax.Array:
+    return jnp.mean((jnp.argmax(outputs, axis=-1) == y).astype(jnp.float32))
 
 
 def batch_gradients(model: Model, impl: str, per_example_clip: float | None) -> Callable:
-    """(params, x, y) -> ((loss, accuracy), grads) for one batch.
+    """(params, model_state, x, y, key) -> ((loss, accuracy), grads, new_model_state) for one batch.
 
-    With ``per_example_clip`` C: g_n = grad of example n's loss (vmap of grad over the batch), each scaled to
-    norm <= C, then averaged (the DP-SGD clipping step, without noise).
+    The forward runs in training mode (batch statistics, dropout masks drawn from ``key``). With
+    ``per_example_clip`` C: g_n = grad of example n's loss (vmap of grad over the batch), each scaled to
+    norm <= C, then averaged (the DP-SGD clipping step, without noise). Batch norm couples the examples of a
+    batch, so it cannot be combined with per-example gradients.
     """
 
-    def loss_and_outputs(params, x, y):
-        outputs = model.apply(params, x, impl=impl)
-        return model.loss_from_outputs(outputs, y, impl=impl), outputs
-
-    def accuracy(outputs, y):
-        return jnp.mean((jnp.argmax(outputs, axis=-1) == y).astype(jnp.float32))
+    def loss_and_outputs(params, model_state, x, y, key):
+        outputs, new_state = model.forward(params, model_state, x, impl=impl, train=True, key=key)
+        return model.loss_from_outputs(outputs, y, impl=impl), (outputs, new_state)
 
     if per_example_clip is None:
 
-        def grads_fn(params, x, y):
-            (loss, outputs), grads = jax.value_and_grad(loss_and_outputs, has_aux=True)(params, x, y)
-            return (loss, accuracy(outputs, y)), grads
+        def grads_fn(params, model_state, x, y, key):
+            (loss, (outputs, new_state)), grads = jax.value_and_grad(loss_and_outputs, has_aux=True)(
+                params, model_state, x, y, key
+            )
+            return (loss, _accuracy(outputs, y)), grads, new_state
 
         return grads_fn
 
-    def single(params, x, y):
-        (loss, outputs), grads = jax.value_and_grad(loss_and_outputs, has_aux=True)(params, x[None], y[None])
+    if jax.tree_util.tree_leaves(model.init_state()):
+        raise ValueError(
+            f"per_example_clip needs per-example gradients, but model {model.name!r} has batch norm, whose batch "
+            f"statistics couple the examples; drop --per-example-clip or use a model without batch norm"
+        )
+
+    def single(params, model_state, x, y, key):
+        (loss, (outputs, _)), grads = jax.value_and_grad(loss_and_outputs, has_aux=True)(
+            params, model_state, x[None], y[None], key
+        )
         return loss, outputs[0], grads
 
-    def clipped_grads_fn(params, x, y):
-        losses, outputs, grads = jax.vmap(single, in_axes=(None, 0, 0))(params, x, y)
+    def clipped_grads_fn(params, model_state, x, y, key):
+        keys = jax.random.split(key, x.shape[0])
+        losses, outputs, grads = jax.vmap(single, in_axes=(None, None, 0, 0, 0))(params, model_state, x, y, keys)
         norms = jnp.sqrt(sum(jnp.sum(g.reshape(g.shape[0], -1) ** 2, axis=1) for g in jax.tree_util.tree_leaves(grads)))
         scale = jnp.minimum(1.0, per_example_clip / jnp.maximum(norms, 1e-12))
         grads = jax.tree_util.tree_map(lambda g: jnp.tensordot(scale, g, axes=1) / x.shape[0], grads)
-        return (jnp.mean(losses), accuracy(outputs, y)), grads
+        return (jnp.mean(losses), _accuracy(outputs, y)), grads, model_state
 
     return clipped_grads_fn
 
@@ -80,26 +96,27 @@ def make_train_step(
     optimizer: optax.GradientTransformation,
     impl: str,
     per_example_clip: float | None = None,
-    augment_key: jax.Array | None = None,
+    rng_key: jax.Array | None = None,
     *,
     flip: bool = False,
     crop_pad: int = 0,
 ) -> Callable:
     """(state, x, y) -> (state, (loss, accuracy)); pure, to be jitted or scanned.
 
-    With ``flip`` or ``crop_pad``, the batch is augmented with the key fold_in(augment_key, step) first.
+    Step t draws its randomness from fold_in(rng_key, t): augmentation (``flip``, ``crop_pad``) from
+    fold_in(., 0), dropout masks from fold_in(., 1); a run is therefore a function of its seed alone.
     """
     augmenting = flip or crop_pad > 0
-    if augmenting and augment_key is None:
-        raise ValueError("augmentation (flip / crop_pad) needs an augment_key")
+    rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
     grads_fn = batch_gradients(model, impl, per_example_clip)
 
     def train_step(state: TrainState, x, y):
+        step_key = jax.random.fold_in(rng_key, state.step)
         if augmenting:
-            x = augment(jax.random.fold_in(augment_key, state.step), x, crop_pad=crop_pad, flip=flip)
-        (loss, acc), grads = grads_fn(state.params, x, y)
+            x = augment(jax.random.fold_in(step_key, 0), x, crop_pad=crop_pad, flip=flip)
+        (loss, acc), grads, model_state = grads_fn(state.params, state.model_state, x, y, jax.random.fold_in(step_key, 1))
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        return TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), (loss, acc)
+        return TrainState(optax.apply_updates(state.params, updates), model_state, opt_state, state.step + 1), (loss, acc)
 
     return train_step
 
@@ -111,14 +128,20 @@ def epoch_order(key: jax.Array, epoch: int | jax.Array, num_examples: int, batch
     return perm[: steps * batch_size].reshape(steps, batch_size)
 
 
-def make_epoch_scan(train_step: Callable, batch_size: int) -> Callable:
-    """(state, images, labels, key, epoch) -> (state, (losses, accuracies)): the whole epoch as one lax.scan."""
+def make_epoch_scan(train_step: Callable, batch_size: int, batch_sharding: jax.sharding.Sharding | None = None) -> Callable:
+    """(state, images, labels, key, epoch) -> (state, (losses, accuracies)): the whole epoch as one lax.scan.
+
+    The data stay resident on the device(s); with ``batch_sharding`` each gathered batch is split over the mesh.
+    """
 
     def run_epoch(state, images, labels, key, epoch):
         order = epoch_order(key, epoch, images.shape[0], batch_size)
 
         def body(state, idx):
-            return train_step(state, images[idx], labels[idx])
+            x, y = images[idx], labels[idx]
+            if batch_sharding is not None:
+                x, y = jax.lax.with_sharding_constraint((x, y), batch_sharding)
+            return train_step(state, x, y)
 
         return jax.lax.scan(body, state, order)
 
@@ -126,22 +149,40 @@ def make_epoch_scan(train_step: Callable, batch_size: int) -> Callable:
 
 
 def make_eval(model: Model, impl: str = "manual") -> Callable:
-    """(params, x, y) -> (summed loss, number correct) for one chunk; jit it and add over chunks."""
+    """(params, model_state, x, y, weight) -> (summed loss, number correct, number of rows) over the rows of
+    one chunk whose weight is 1 (padding rows have weight 0); inference mode. Jit it and add over chunks."""
 
-    def evaluate(params, x, y):
-        outputs = model.apply(params, x, impl=impl)
-        loss = model.loss_from_outputs(outputs, y, impl=impl) * x.shape[0]
-        return loss, jnp.sum(jnp.argmax(outputs, axis=-1) == y)
+    def evaluate(params, model_state, x, y, weight):
+        outputs = model.apply(params, x, impl=impl, state=model_state)
+        losses = jax.vmap(lambda o, t: model.loss_from_outputs(o[None], t[None], impl=impl))(outputs, y)
+        hits = (jnp.argmax(outputs, axis=-1) == y).astype(weight.dtype)
+        return jnp.sum(losses * weight), jnp.sum(hits * weight), jnp.sum(weight)
 
     return evaluate
 
 
-def evaluate_dataset(eval_fn: Callable, params: dict, images, labels, chunk: int) -> tuple[float, float]:
-    """Mean loss and accuracy over a whole split, in chunks of ``chunk`` images."""
-    total_loss, correct = 0.0, 0
-    for start in range(0, images.shape[0], chunk):
-        loss, hits = eval_fn(params, images[start : start + chunk], labels[start : start + chunk])
-        total_loss += float(loss)
-        correct += int(hits)
+def evaluate_dataset(
+    eval_fn: Callable, params: dict, model_state: dict, images, labels, chunk: int, to_device: Callable | None = None
+) -> tuple[float, float]:
+    """Mean loss and accuracy over a whole split, in chunks of ``chunk`` images; the last chunk is padded to
+    full size (zero weight) so that every chunk has one shape and one compiled program.
+
+    ``to_device(x, y, weight)`` places a chunk (e.g. split over a mesh); default: as is. Each process passes
+    its own slice of the split; the sums returned by ``eval_fn`` are global.
+    """
     n = images.shape[0]
-    return total_loss / n, correct / n
+    total_loss, correct, count = 0.0, 0.0, 0.0
+    for start in range(0, max(n, 1), chunk):
+        x, y = np.asarray(images[start : start + chunk]), np.asarray(labels[start : start + chunk])
+        weight = np.ones(x.shape[0], np.float32)
+        pad = chunk - x.shape[0]
+        if pad:
+            x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+            y = np.concatenate([y, np.zeros(pad, y.dtype)])
+            weight = np.concatenate([weight, np.zeros(pad, np.float32)])
+        args = (x, y, weight) if to_device is None else to_device(x, y, weight)
+        loss, hits, rows = eval_fn(params, model_state, *args)
+        total_loss += float(loss)
+        correct += float(hits)
+        count += float(rows)
+    return total_loss / count, correct / count
