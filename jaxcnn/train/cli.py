@@ -12,6 +12,7 @@ from jaxcnn.train.config import config_from_args
 def main(argv: Sequence[str]) -> int:
     cfg = config_from_args(argv)
     from jaxcnn.data import DataSourceNotFoundError
+    from jaxcnn.train.interrupt import TrainingInterrupted
     from jaxcnn.train.run import TrainingDiverged, train
 
     try:
@@ -19,6 +20,8 @@ def main(argv: Sequence[str]) -> int:
     except (ValueError, FileExistsError, PermissionError, DataSourceNotFoundError, TrainingDiverged) as err:
         print(f"jaxcnn train: error: {err}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as err:  # train() has printed how to resume
+        return err.exit_status
     except KeyboardInterrupt:
         return 130
     print(json.dumps(result, indent=2))
