@@ -18,8 +18,9 @@ Evaluation (training=False), with the running statistics; the state is returned 
     y = gamma (x - mu_run) / sigma_run + beta,  sigma_run = sqrt(var_run + eps)
     dE/dx = gamma delta / sigma_run,   dE/dgamma = sum delta o x^,   dE/dbeta = sum delta
 
-The running statistics are bookkeeping, not parameters: they are never differentiated (stop_gradient in both
-impls), so the gradient of anything w.r.t. the state is zero, and new_state keeps the state's dtype.
+The running statistics are bookkeeping, not parameters: they are never differentiated. The state enters y
+and new_state through stop_gradient in both impls, so the gradient of anything w.r.t. the state (or through
+new_state) is zero; new_state keeps the state's dtype (a lax.scan carry).
 """
 
 from __future__ import annotations
@@ -120,7 +121,8 @@ def _manual_eval(axis: int, eps: float):
         xhat, inv, gamma, mean, var = res
         axes = _reduced_axes(delta.ndim, axis)
         dx = _per_channel(gamma, delta.ndim, axis) * inv * delta
-        return dx, jnp.sum(delta * xhat, axis=axes), jnp.sum(delta, axis=axes), jnp.zeros_like(mean), jnp.zeros_like(var)
+        zero_state = jnp.zeros_like(mean), jnp.zeros_like(var)
+        return dx, jnp.sum(delta * xhat, axis=axes), jnp.sum(delta, axis=axes), *zero_state
 
     bn.defvjp(fwd, bwd)
     return bn
@@ -147,9 +149,13 @@ def _check_hyper(momentum: Any, eps: Any) -> tuple[float, float]:
 
 def _check_state(state: Any, channels: int, where: str) -> tuple[jax.Array, jax.Array]:
     if not isinstance(state, Mapping):
-        raise TypeError(f"state must be a dict {{'mean': (C,), 'var': (C,)}} (see batch_norm_state), got {type(state).__name__}")
+        raise TypeError(
+            f"state must be a dict {{'mean': (C,), 'var': (C,)}} (see batch_norm_state), got {type(state).__name__}"
+        )
     if set(state) != {"mean", "var"}:
-        raise ValueError(f"state must have exactly the keys 'mean' and 'var' (see batch_norm_state), got {sorted(state)}")
+        raise ValueError(
+            f"state must have exactly the keys 'mean' and 'var' (see batch_norm_state), got {sorted(state)}"
+        )
     out = []
     for key in ("mean", "var"):
         v = _checks.floating_array(f"state['{key}']", state[key])
@@ -195,7 +201,9 @@ def batch_norm(
     where = f"shape {tuple(x.shape)}, axis {given_axis}"
     for name, v in (("gamma", gamma), ("beta", beta)):
         if v.shape != (channels,):
-            raise ValueError(f"batch_norm: {name} must have shape ({channels},), one per channel of x ({where}), got {tuple(v.shape)}")
+            raise ValueError(
+                f"batch_norm: {name} must have shape ({channels},), one per channel of x ({where}), got {tuple(v.shape)}"
+            )
     running_mean, running_var = _check_state(state, channels, where)
     momentum, eps = _check_hyper(momentum, eps)
     x, gamma, beta = _checks.promote(x, gamma, beta)
@@ -206,7 +214,7 @@ def batch_norm(
             y = _eval_forward(x, gamma, beta, mean, var, axis, eps)[0]
         else:
             y = _manual_eval(axis, eps)(x, gamma, beta, mean, var)
-        return y, {"mean": running_mean, "var": running_var}
+        return y, lax.stop_gradient({"mean": running_mean, "var": running_var})
 
     count = x.size // channels if channels else 0
     if count <= 1:
@@ -218,10 +226,10 @@ def batch_norm(
         y = _train_forward(x, gamma, beta, axis, eps)[0]
     else:
         y = _manual_train(axis, eps)(x, gamma, beta)
-    batch_mean, _, batch_var = _moments(lax.stop_gradient(x), axis)
+    batch_mean, _, batch_var = _moments(x, axis)
     batch_mean, batch_var = batch_mean.reshape(channels), batch_var.reshape(channels) * (count / (count - 1))
     new_state = {
         "mean": momentum * running_mean + (1 - momentum) * batch_mean.astype(running_mean.dtype),
         "var": momentum * running_var + (1 - momentum) * batch_var.astype(running_var.dtype),
     }
-    return y, new_state
+    return y, lax.stop_gradient(new_state)

@@ -85,7 +85,9 @@ def _manual(rate: float):
     return drop
 
 
-def dropout(x: jax.Array, key: jax.Array | None, *, rate: float, deterministic: bool = False, impl: str = "manual") -> jax.Array:
+def dropout(
+    x: jax.Array, key: jax.Array | None, *, rate: float, deterministic: bool = False, impl: str = "manual"
+) -> jax.Array:
     """y = x o m / (1 - rate), m ~ Bernoulli(1 - rate) from ``key``; the identity if deterministic or rate == 0.
 
     x: any shape; key: one PRNG key (may be None when the op is the identity). Backward: delta o m / (1 - rate)

@@ -45,7 +45,9 @@ def global_avg_pool(x: jax.Array, *, impl: str = "manual") -> jax.Array:
     x = _checks.floating_array("x", x)
     _checks.check_rank("x", x, 4, "NHWC")
     if x.shape[1] * x.shape[2] == 0:
-        raise ValueError(f"global_avg_pool: x has an empty spatial map (shape {tuple(x.shape)}); there is nothing to average")
+        raise ValueError(
+            f"global_avg_pool: x has an empty spatial map (shape {tuple(x.shape)}); there is nothing to average"
+        )
     if impl == "autodiff":
         return _forward(x)
     return _manual(tuple(x.shape[1:3]))(x)

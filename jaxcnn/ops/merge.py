@@ -68,7 +68,9 @@ def concat(xs: Sequence[jax.Array], *, axis: int = -1, impl: str = "manual") -> 
     axis = _normalize_axis(axis, xs[0].ndim, shapes)
     rest = [s[:axis] + s[axis + 1 :] for s in shapes]
     if any(r != rest[0] for r in rest):
-        raise ValueError(f"concat: the arrays of xs must have equal shapes except along axis {axis}, got shapes {shapes}")
+        raise ValueError(
+            f"concat: the arrays of xs must have equal shapes except along axis {axis}, got shapes {shapes}"
+        )
     xs = tuple(_checks.promote(*xs))
     if impl == "autodiff":
         return jnp.concatenate(xs, axis=axis)
