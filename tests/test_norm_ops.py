@@ -4,10 +4,13 @@ Each is held to the standard of the core ops (tests/test_op_gradients.py): ident
 hand-derived gradients equal to autodiff within 1e-10 (float64) / 1e-5 (float32) over hypothesis-drawn shapes
 and hyper-parameters, and central finite differences. Beyond that: batch_norm's running statistics against
 NumPy, dropout's mask statistics and its one mask for forward and backward, LRN against PyTorch's definition,
-and the transformations (jit, lax.scan, vmap) where the ops meet them in a network.
+and the transformations (jit, lax.scan, vmap) where the ops meet them in a network. Reverse-over-reverse and
+jit-of-grad of these ops are checked with every other op's in tests/test_transforms.py.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +27,7 @@ few = settings(max_examples=8)
 fd_few = settings(max_examples=3)
 # XLA's RngBitGenerator compiles in a tenth of the time threefry takes on CPU; threefry keys (the default,
 # typed and raw) are covered by the explicit dropout tests below.
-fast_key = jax.tree_util.Partial(jax.random.key, impl="rbg")
+fast_key = functools.partial(jax.random.key, impl="rbg")
 seeds = st.integers(0, 2**16)
 
 
