@@ -1,4 +1,4 @@
-"""Command line: ``python -m jaxcnn {train,gradcheck} ...`` (also installed as the ``jaxcnn`` script)."""
+"""Command line: ``python -m jaxcnn {train,gradcheck,bench} ...`` (also installed as the ``jaxcnn`` script)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,13 @@ def _train(argv: Sequence[str]) -> int:
     return train_main(argv)
 
 
-COMMANDS = {"train": _train, "gradcheck": _gradcheck}
+def _bench(argv: Sequence[str]) -> int:
+    from jaxcnn.bench import main as bench_main
+
+    return bench_main(argv)
+
+
+COMMANDS = {"train": _train, "gradcheck": _gradcheck, "bench": _bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

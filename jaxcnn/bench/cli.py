@@ -1,0 +1,253 @@
+"""``python -m jaxcnn bench``: run the sections, print their tables, write the JSON rows and the PNG chart."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+SECTIONS = ("ops", "step", "epoch", "scaling")
+STEP_MODELS = ("lenet5", "lenet5_classic", "cnn_small")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What one run measures and how long it looks at each variant."""
+
+    sections: tuple[str, ...] = SECTIONS
+    mode: str = "full"  # full, quick or smoke (see for_mode)
+    repeats: int = 5
+    min_time: float = 1.0
+    warmup: int = 1
+    ops_filter: str = ""
+    models: tuple[str, ...] = STEP_MODELS
+    batch: int = 128
+    epoch_steps: dict = dataclasses.field(default_factory=lambda: {"cnn_small": 8})
+    default_epoch_steps: int = 40
+    scaling_model: str = "lenet5"
+    scaling_impls: tuple[str, ...] = ("manual", "autodiff")
+    scaling_batches: tuple[int, ...] = (1, 8, 32, 128, 512, 1024)
+    scaling_sizes: tuple[int, ...] = (28, 56, 84, 112)
+    torch: bool = True
+
+    @classmethod
+    def for_mode(cls, mode: str, **overrides) -> "Settings":
+        """"full": the defaults above (about 10 minutes on a 2-core CPU). "quick": about 3 minutes, 3
+        repetitions of >= 0.15 s, short epochs, a smaller scaling sweep. "smoke": batch 2-8, one short repetition,
+        two scaling points: checks that every section runs (tests); its numbers mean nothing."""
+        presets = {
+            "full": {},
+            "quick": dict(repeats=3, min_time=0.15, epoch_steps={"cnn_small": 3}, default_epoch_steps=10,
+                          scaling_impls=("manual",), scaling_batches=(1, 128, 1024), scaling_sizes=(28, 112)),
+            "smoke": dict(repeats=1, min_time=0.01, batch=8, epoch_steps={}, default_epoch_steps=2,
+                          scaling_impls=("manual",), scaling_batches=(2,), scaling_sizes=(32,)),
+        }  # fmt: skip
+        if mode not in presets:
+            raise ValueError(f"mode must be one of {sorted(presets)}, got {mode!r}")
+        return cls(**{"mode": mode, **presets[mode], **overrides})
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def machine_meta(settings: Settings, argv: Sequence[str]) -> dict:
+    import jax
+    import jaxlib
+
+    from jaxcnn.bench import torch_models
+
+    torch_threads = None
+    if not torch_models.status():
+        import torch
+
+        torch_threads = torch.get_num_threads()
+    return {
+        "command": "python -m jaxcnn bench " + " ".join(argv),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "git_commit": _git_commit(),
+        "mode": settings.mode,
+        "repeats": settings.repeats,
+        "min_time_s": settings.min_time,
+        "backend": jax.default_backend(),
+        "device_kind": jax.devices()[0].device_kind,
+        "device_count": jax.device_count(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "torch": torch_models.version(),
+        "torch_threads": torch_threads,
+        "load_before": list(os.getloadavg()),
+    }
+
+
+def run(settings: Settings, argv: Sequence[str] = (), out=print) -> tuple[dict, list[dict]]:
+    """Measure every requested section; prints each table as soon as its section is done."""
+    from jaxcnn.bench import cases, report, scaling, timing, torch_models
+
+    meta = machine_meta(settings, argv)
+    device = f"{meta['device_kind']} ({meta['backend']})"
+    out(f"jaxcnn bench on {device}, {meta['cpu_count']} CPUs, jax {meta['jax']}, torch {meta['torch']}; "
+        f"load average {meta['load_before'][0]:.2f} at the start")  # fmt: skip
+    rows: list[dict] = []
+    tic = time.perf_counter()
+    compare = dict(repeats=settings.repeats, min_time=settings.min_time, warmup=settings.warmup)
+
+    if "ops" in settings.sections:
+        for case in cases.op_cases(settings.mode):
+            if settings.ops_filter and settings.ops_filter not in case.name:
+                continue
+            results = timing.compare(cases.op_variants(case), **compare)
+            for impl, t in results.items():
+                rows.append(report.timing_row("ops", case.name, case.shape, impl, case.batch, t, what=case.what))
+        out(f"\nPer op, forward+backward (or backward only), impl manual vs autodiff, float32, on {device}; "
+            f"median of {settings.repeats} repetitions of >= {settings.min_time:g} s, interleaved")  # fmt: skip
+        out(report.ops_table(rows))
+
+    torch_label = "PyTorch eager"
+    if "step" in settings.sections:
+        for name in settings.models:
+            variants, status = cases.step_variants(name, settings.batch, torch=settings.torch)
+            results = timing.compare(variants, **compare)
+            model_shape = cases.get_model(name).input_shape
+            shape = f"{settings.batch}x" + "x".join(map(str, model_shape))
+            for variant, t in results.items():
+                rows.append(report.timing_row("step", name, shape, variant, settings.batch, t))
+            if status:
+                rows.append({"section": "step", "name": name, "shape": shape, "variant": "pytorch",
+                             "batch": settings.batch, "status": "missing" if status.startswith("missing") else status})  # fmt: skip
+        if settings.torch and not torch_models.status():
+            torch_label = f"PyTorch eager {torch_models.device()}"
+        out(f"\nTraining step (forward, backward, SGD update), batch {settings.batch}, on {device}; PyTorch "
+            f"{meta['torch']} with {meta['torch_threads']} threads" + ("" if not torch_models.status() else
+            f" [{torch_models.status()}]"))  # fmt: skip
+        out(report.step_table(rows, torch_label))
+
+    if "epoch" in settings.sections:
+        for name in settings.models:
+            steps = settings.epoch_steps.get(name, settings.default_epoch_steps)
+            results = timing.compare(cases.epoch_variants(name, settings.batch, steps), **compare)
+            model_shape = cases.get_model(name).input_shape
+            shape = f"{steps}x{settings.batch}x" + "x".join(map(str, model_shape))
+            for variant, t in results.items():
+                rows.append(report.timing_row("epoch", name, shape, variant, steps * settings.batch, t, steps=steps))
+        out(f"\nOne epoch: one jitted lax.scan vs a Python loop of jitted steps, batch {settings.batch}, on {device}")
+        out(report.epoch_table(rows))
+
+    if "scaling" in settings.sections:
+        configs = scaling.configs(
+            settings.scaling_model, settings.scaling_impls, settings.scaling_batches, settings.scaling_sizes,
+            settings.batch, 28, settings.repeats, settings.min_time,
+        )  # fmt: skip
+        for config in configs:
+            result = scaling.run_config(config)
+            row = {"section": "scaling", "name": config["model"], "shape": f"{config['size']}x{config['size']}x1",
+                   "variant": config["impl"], "batch": config["batch"]}  # fmt: skip
+            if "error" in result:
+                row["status"] = f"error: {result['error']}"
+            else:
+                row.update(median_s=result["median_s"], min_s=result["min_s"], max_s=result["max_s"],
+                           images_per_s=config["batch"] / result["median_s"], compile_s=result["compile_s"],
+                           repeats=settings.repeats, calls_per_repeat=result["calls_per_repeat"],
+                           rss_setup_mb=result["rss_setup_mb"], peak_rss_mb=result["peak_rss_mb"])  # fmt: skip
+            rows.append(row)
+        out(f"\nScaling of the {settings.scaling_model} training step with batch size and image size, each in a "
+            f"fresh process (peak RSS = its ru_maxrss), on {device}")  # fmt: skip
+        out(report.scaling_table(rows))
+
+    meta["load_after"] = list(os.getloadavg())
+    meta["wall_s"] = time.perf_counter() - tic
+    out(f"\n{len(rows)} rows in {meta['wall_s']:.0f} s; load average {meta['load_before'][0]:.2f} at the start, "
+        f"{meta['load_after'][0]:.2f} at the end")  # fmt: skip
+    return meta, rows
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _sections(text: str) -> tuple[str, ...]:
+    chosen = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [s for s in chosen if s not in SECTIONS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"unknown section(s) {unknown or [text]}; choose from {','.join(SECTIONS)}")
+    return chosen
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="jaxcnn bench",
+        description="Time the hand-derived backward passes against JAX autodiff (per op), whole training steps "
+        "against PyTorch eager, the epoch as one lax.scan against a Python loop, and the scaling with batch and "
+        "image size. Variants are interleaved; each number is the median of repetitions of >= --min-time s.",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="about 3 minutes on 2 CPU cores: fewer, shorter repetitions")
+    mode.add_argument("--smoke", action="store_true", help="tiny batches, one short repetition: checks that it runs")
+    parser.add_argument("--sections", type=_sections, default=SECTIONS, help=f"comma list of {','.join(SECTIONS)} (default all)")
+    parser.add_argument("--repeats", type=_positive_int, default=None, help="repetitions per variant (default 5, --quick 3)")
+    parser.add_argument("--min-time", type=_positive_float, default=None, help="seconds per repetition (default 1, --quick 0.15)")
+    parser.add_argument("--ops", default="", metavar="TEXT", help="only the op cases whose name contains TEXT")
+    parser.add_argument("--models", nargs="+", default=list(STEP_MODELS), metavar="MODEL", help="models of the step and epoch tables")
+    parser.add_argument("--batch", type=_positive_int, default=None, help="batch size of the step and epoch tables (default 128)")
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when it is installed")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write every row here (default runs/bench-<time>.json)")
+    parser.add_argument("--plot", type=Path, default=None, metavar="PATH", help="the PNG chart (default: the JSON path with .png)")
+    parser.add_argument("--no-plot", action="store_true", help="write no PNG")
+    args = parser.parse_args(argv)
+
+    from jaxcnn.models import MODELS
+
+    unknown = [m for m in args.models if m not in MODELS]
+    if unknown:
+        parser.error(f"unknown model(s) {unknown}; choose from {sorted(MODELS)}")
+    overrides = dict(sections=args.sections, ops_filter=args.ops, models=tuple(args.models), torch=not args.no_torch)
+    if args.batch is not None:
+        overrides["batch"] = args.batch
+    if args.repeats is not None:
+        overrides["repeats"] = args.repeats
+    if args.min_time is not None:
+        overrides["min_time"] = args.min_time
+    settings = Settings.for_mode("quick" if args.quick else "smoke" if args.smoke else "full", **overrides)
+
+    from jaxcnn.bench import report
+
+    json_path = args.json or Path("runs") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    meta, rows = run(settings, argv)
+    report.write_json(json_path, meta, rows)
+    print(f"rows written to {json_path}")
+    if not args.no_plot:
+        plot_path = args.plot or json_path.with_suffix(".png")
+        report.plot(plot_path, meta, rows)
+        print(f"chart written to {plot_path}")
+    return 0

@@ -1,0 +1,203 @@
+"""Rows to tables, JSON and a PNG bar chart.
+
+A row is a flat dict; every row has ``section`` (ops, step, epoch, scaling), ``name`` (op case or model),
+``shape``, ``variant`` (impl, framework or epoch mode), ``batch``, and, when it was measured, ``median_s``,
+``min_s``, ``max_s`` (seconds per call), ``images_per_s`` and ``compile_s``; a variant that could not run has
+``status`` instead (e.g. "missing (No module named 'torch')").
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from jaxcnn.bench.timing import Timing
+
+
+def timing_row(section: str, name: str, shape: str, variant: str, batch: int, timing: Timing, **extra: Any) -> dict:
+    return {
+        "section": section, "name": name, "shape": shape, "variant": variant, "batch": batch,
+        "median_s": timing.median, "min_s": timing.min, "max_s": timing.max,
+        "images_per_s": batch / timing.median, "compile_s": timing.compile_s,
+        "repeats": len(timing.samples), "calls_per_repeat": timing.calls_per_repeat, **extra,
+    }  # fmt: skip
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 2) -> str:
+    """Fixed-width text: the first ``left`` columns left-aligned, the others right-aligned."""
+    cells = [[str(v) for v in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(header)]
+
+    def line(values):
+        return "  ".join(v.ljust(w) if i < left else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths)))
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in cells)])
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1e3:.3f}"
+
+
+def _spread(row: dict) -> str:
+    """min-max of the repetitions as +/- percent of the median."""
+    med = row["median_s"]
+    return f"-{100 * (med - row['min_s']) / med:.0f}/+{100 * (row['max_s'] - med) / med:.0f}%"
+
+
+def _find(rows: list[dict], **match: Any) -> dict | None:
+    for row in rows:
+        if all(row.get(k) == v for k, v in match.items()):
+            return row
+    return None
+
+
+def _ratio(a: dict | None, b: dict | None, key: str = "median_s") -> str:
+    if not a or not b or a.get(key) is None or b.get(key) is None:
+        return "-"
+    return f"{a[key] / b[key]:.2f}"
+
+
+def ops_table(rows: list[dict]) -> str:
+    ops = [r for r in rows if r["section"] == "ops"]
+    keys = list(dict.fromkeys((r["name"], r["shape"], r["what"]) for r in ops))
+    table = []
+    for name, shape, what in keys:
+        m = _find(ops, name=name, shape=shape, what=what, variant="manual")
+        a = _find(ops, name=name, shape=shape, what=what, variant="autodiff")
+        table.append([
+            name, shape, what, _ms(m and m["median_s"]), m and _spread(m) or "-", _ms(a and a["median_s"]),
+            a and _spread(a) or "-", _ratio(m, a), f"{_ms(m and m['compile_s'])} / {_ms(a and a['compile_s'])}",
+        ])  # fmt: skip
+    return format_table(
+        ["op", "shape", "timed", "manual ms", "spread", "autodiff ms", "spread", "manual/autodiff", "compile ms m / a"],
+        table, left=3,
+    )  # fmt: skip
+
+
+def step_table(rows: list[dict], torch_label: str) -> str:
+    steps = [r for r in rows if r["section"] == "step"]
+    table = []
+    for name in dict.fromkeys(r["name"] for r in steps):
+        m, a, t = (_find(steps, name=name, variant=v) for v in ("manual", "autodiff", "pytorch"))
+        ips = [f"{r['images_per_s']:,.0f}" if r and r.get("median_s") else (r or {}).get("status", "-") for r in (m, a)]
+        torch_cell = f"{t['images_per_s']:,.0f}" if t and t.get("median_s") else (t or {}).get("status", "-")
+        table.append([
+            name, (m or a)["shape"], *ips, torch_cell, _ratio(a, m), _ratio(t, m),
+            f"{(m or {}).get('compile_s') or 0:.2f} / {(a or {}).get('compile_s') or 0:.2f}",
+        ])  # fmt: skip
+    return format_table(
+        ["model", "batch x image", "manual img/s", "autodiff img/s", f"{torch_label} img/s", "manual/autodiff",
+         f"manual/{torch_label.split()[0].lower()}", "compile s m / a"],
+        table,
+    )  # fmt: skip
+
+
+def epoch_table(rows: list[dict]) -> str:
+    epochs = [r for r in rows if r["section"] == "epoch"]
+    table = []
+    for name in dict.fromkeys(r["name"] for r in epochs):
+        for impl in ("manual", "autodiff"):
+            scan = _find(epochs, name=name, variant=f"{impl} scan")
+            loop = _find(epochs, name=name, variant=f"{impl} loop")
+            if scan and loop:
+                table.append([
+                    name, impl, scan["steps"], f"{scan['images_per_s']:,.0f}", f"{loop['images_per_s']:,.0f}",
+                    _ratio(loop, scan), f"{scan['compile_s']:.2f} / {loop['compile_s']:.2f}",
+                ])  # fmt: skip
+    return format_table(["model", "impl", "steps", "scan img/s", "loop img/s", "scan/loop speed", "compile s scan / loop"], table)
+
+
+def scaling_table(rows: list[dict]) -> str:
+    table = []
+    for r in (r for r in rows if r["section"] == "scaling"):
+        if r.get("median_s") is None:
+            table.append([r["name"], r["variant"], r["batch"], r["shape"], r.get("status", "-"), "-", "-", "-"])
+            continue
+        table.append([
+            r["name"], r["variant"], r["batch"], r["shape"], f"{r['images_per_s']:,.0f}", _spread(r),
+            f"{r['rss_setup_mb']:.0f}", f"{r['peak_rss_mb']:.0f}",
+        ])  # fmt: skip
+    return format_table(["model", "impl", "batch", "image", "img/s", "spread", "RSS before MiB", "peak RSS MiB"], table)
+
+
+def write_json(path: Path, meta: dict, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+
+
+def plot(path: Path, meta: dict, rows: list[dict]) -> None:
+    """Bar charts: op time ratios, training-step images/s, scan/loop speed, and images/s vs batch size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(15, 10))
+    fig.suptitle(f"jaxcnn bench on {meta['device_kind']} ({meta['backend']}), load {meta['load_before'][0]:.1f}")
+
+    ax = axes[0][0]
+    ops = [r for r in rows if r["section"] == "ops"]
+    labels, ratios = [], []
+    for name, shape, what in dict.fromkeys((r["name"], r["shape"], r["what"]) for r in ops):
+        m = _find(ops, name=name, shape=shape, what=what, variant="manual")
+        a = _find(ops, name=name, shape=shape, what=what, variant="autodiff")
+        if m and a:
+            labels.append(f"{name} ({what})")
+            ratios.append(m["median_s"] / a["median_s"])
+    ax.barh(range(len(ratios)), ratios, color=["tab:green" if r <= 1 else "tab:red" for r in ratios])
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.invert_yaxis()
+    for x, style in ((1.0, "-"), (0.7, "--")):
+        ax.axvline(x, color="k", linestyle=style, linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_title("per op: time manual / autodiff (median; < 1 is faster)")
+
+    ax = axes[0][1]
+    steps = [r for r in rows if r["section"] == "step" and r.get("median_s")]
+    models = list(dict.fromkeys(r["name"] for r in steps))
+    variants = list(dict.fromkeys(r["variant"] for r in steps))
+    width = 0.8 / max(len(variants), 1)
+    for i, v in enumerate(variants):
+        vals = [(_find(steps, name=m, variant=v) or {}).get("images_per_s", 0) for m in models]
+        ax.bar([j + i * width for j in range(len(models))], vals, width, label=v)
+    ax.set_xticks([j + width * (len(variants) - 1) / 2 for j in range(len(models))], models)
+    ax.set_ylabel("images/s")
+    if variants:
+        ax.legend()
+    ax.set_title("training step (forward, backward, SGD update)")
+
+    ax = axes[1][0]
+    epochs = [r for r in rows if r["section"] == "epoch"]
+    labels, speed = [], []
+    for name in dict.fromkeys(r["name"] for r in epochs):
+        for impl in ("manual", "autodiff"):
+            scan = _find(epochs, name=name, variant=f"{impl} scan")
+            loop = _find(epochs, name=name, variant=f"{impl} loop")
+            if scan and loop:
+                labels.append(f"{name} {impl}")
+                speed.append(loop["median_s"] / scan["median_s"])
+    ax.bar(range(len(speed)), speed, color=["tab:green" if s >= 1 else "tab:red" for s in speed])
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+    ax.axhline(1.0, color="k", linewidth=0.8)
+    ax.set_title("epoch as one lax.scan: speed relative to a Python loop of jitted steps")
+
+    ax = axes[1][1]
+    scaling = [r for r in rows if r["section"] == "scaling" and r.get("median_s")]
+    base = {r["shape"] for r in scaling}
+    shape = min(base, key=lambda s: int(s.split("x")[0])) if base else None
+    for impl in dict.fromkeys(r["variant"] for r in scaling):
+        pts = sorted((r["batch"], r["images_per_s"]) for r in scaling if r["variant"] == impl and r["shape"] == shape)
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=impl)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(f"batch size ({shape} images)")
+    ax.set_ylabel("images/s")
+    if scaling:
+        ax.legend()
+    ax.set_title("lenet5 training step vs batch size")
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,79 @@
+"""How the training step scales with batch size and image size, and the training process's peak memory.
+
+Each configuration (model, impl, batch, image size) runs in a fresh child process (``python -m
+jaxcnn.bench.scaling CONFIG_JSON``), so that its peak resident set size (``ru_maxrss``) belongs to that
+configuration alone: the child imports JAX, builds the model, compiles and times its training step, and prints
+one JSON line with images/s and its RSS before compiling and at the end (the peak).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+from typing import Any
+
+MARKER = "JAXCNN_BENCH_SCALING "
+
+
+def _rss_mb() -> float:
+    """This process's peak RSS in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def _child(config: dict[str, Any]) -> dict[str, Any]:
+    import jax
+
+    from jaxcnn.bench import cases, timing
+    from jaxcnn.models import get_model
+
+    size = config["size"]
+    model = get_model(config["model"], input_shape=(size, size, 1))
+    variant = cases.jax_step_variant(model, config["impl"], config["batch"])
+    rss_setup = _rss_mb()
+    result = timing.compare({"step": variant}, repeats=config["repeats"], min_time=config["min_time"])["step"]
+    return {
+        **config,
+        "median_s": result.median,
+        "min_s": result.min,
+        "max_s": result.max,
+        "compile_s": result.compile_s,
+        "calls_per_repeat": result.calls_per_repeat,
+        "rss_setup_mb": rss_setup,
+        "peak_rss_mb": _rss_mb(),
+        "device_kind": jax.devices()[0].device_kind,
+    }
+
+
+def run_config(config: dict[str, Any], timeout_s: float = 600.0) -> dict[str, Any]:
+    """Run one configuration in a child process; on failure the row carries an "error" instead of timings."""
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "jaxcnn.bench.scaling", json.dumps(config)],
+            capture_output=True, text=True, timeout=timeout_s,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return {**config, "error": f"timed out after {timeout_s:.0f} s"}
+    for line in proc.stdout.splitlines():
+        if line.startswith(MARKER):
+            return json.loads(line[len(MARKER) :])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+    return {**config, "error": tail[0][:300]}
+
+
+def configs(model: str, impls, batches, sizes, base_batch: int, base_size: int, repeats: int, min_time: float) -> list[dict]:
+    """The batch sweep at ``base_size`` and the image-size sweep at ``base_batch`` (their common point once)."""
+    points = [(b, base_size) for b in batches]
+    points += [(base_batch, s) for s in sizes if (base_batch, s) not in points]
+    return [
+        {"model": model, "impl": impl, "batch": b, "size": s, "repeats": repeats, "min_time": min_time}
+        for b, s in points
+        for impl in impls
+    ]
+
+
+if __name__ == "__main__":
+    row = _child(json.loads(sys.argv[1]))
+    print(MARKER + json.dumps(row), flush=True)

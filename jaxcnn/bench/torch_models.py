@@ -1,0 +1,196 @@
+"""PyTorch twins of jaxcnn models, built from the model's own layer list, for the training-step comparison.
+
+PyTorch is an optional extra (``pip install jaxcnn[bench]``): ``status()`` says why it cannot be used ("" when
+it can), and nothing here imports it at module level.
+
+A twin runs in PyTorch's native NCHW layout with nn.Conv2d / pooling / nn.Linear, starting from the jaxcnn
+model's initial parameters (HWIO kernels become OIHW, (in, out) dense kernels become (out, in)); Flatten
+flattens in jaxcnn's NHWC order, so the twin computes the same function (``tests/test_bench.py`` checks the
+outputs agree). Each layer's hyper-parameters are read from the closure of the layer's ``apply`` (the values
+``jaxcnn.layers`` captured); a layer kind without a twin raises NotImplementedError naming it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxcnn.bench.timing import Variant
+from jaxcnn.ops.padding import effective_size, resolve_padding
+
+ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid"}
+
+
+def status() -> str:
+    """"" when PyTorch can be imported, else "missing (<reason>)"."""
+    try:
+        importlib.import_module("torch")
+    except ImportError as err:
+        return f"missing ({err})"
+    return ""
+
+
+def version() -> str:
+    return "missing" if status() else importlib.import_module("torch").__version__
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _closure(layer) -> dict[str, Any]:
+    return inspect.getclosurevars(layer.apply).nonlocals
+
+
+def _symmetric(pads) -> bool:
+    return all(lo == hi for lo, hi in pads)
+
+
+def _torch_pad(pads) -> tuple[int, int, int, int]:
+    """F.pad's order for NCHW: (left, right, top, bottom)."""
+    (top, bottom), (left, right) = pads
+    return left, right, top, bottom
+
+
+def build(model, params: dict):
+    """An nn.Module computing ``model.apply(params, x)`` on NCHW tensors (PyTorch's layout)."""
+    torch = importlib.import_module("torch")
+    nn, F = torch.nn, torch.nn.functional
+
+    def tensor(a) -> Any:
+        return torch.tensor(np.asarray(a, np.float32))
+
+    class Twin(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.steps: list[tuple[str, Any]] = []
+            self.mods = nn.ModuleList()
+            self.subsample = nn.ParameterList()
+            shape = (1, *model.input_shape)
+            shapes = model.net.shapes(shape)
+            for key, layer, out_shape in zip(model.net.keys, model.net.layers, shapes):
+                self._add(layer, params[key], shape, out_shape)
+                shape = out_shape
+
+        def _add(self, layer, p, in_shape, out_shape):
+            name = layer.name
+            in_hw = in_shape[1:3]
+            if name == "conv":
+                c = _closure(layer)
+                kh, kw, _, out_ch = p["w"].shape
+                stride, dilation = _pair(c["stride"]), _pair(c["dilation"])
+                span = (effective_size(kh, dilation[0]), effective_size(kw, dilation[1]))
+                pads = resolve_padding(c["padding"], in_hw, span, stride)
+                sym = _symmetric(pads)
+                conv = nn.Conv2d(
+                    in_shape[3], out_ch, (kh, kw), stride=stride, dilation=dilation, groups=c["groups"],
+                    padding=(pads[0][0], pads[1][0]) if sym else 0, bias="b" in p,
+                )  # fmt: skip
+                with torch.no_grad():
+                    conv.weight.copy_(tensor(p["w"]).permute(3, 2, 0, 1))
+                    if "b" in p:
+                        conv.bias.copy_(tensor(p["b"]))
+                self.mods.append(conv)
+                if not sym:
+                    self.steps.append(("pad", (_torch_pad(pads), 0.0)))
+                self.steps.append(("module", len(self.mods) - 1))
+            elif name in ("max_pool", "avg_pool"):
+                c = _closure(layer)
+                window = _pair(c["window"])
+                stride = window if c["stride"] is None else _pair(c["stride"])
+                pads = resolve_padding(c["padding"], in_hw, window, stride)
+                include = c["extra"].get("count_include_pad", True)
+                if name == "max_pool":
+                    if _symmetric(pads) and all(lo <= k // 2 for k, (lo, _) in zip(window, pads)):
+                        self.mods.append(nn.MaxPool2d(window, stride, padding=(pads[0][0], pads[1][0])))
+                    else:
+                        self.steps.append(("pad", (_torch_pad(pads), float("-inf"))))
+                        self.mods.append(nn.MaxPool2d(window, stride))
+                elif pads == ((0, 0), (0, 0)) or (_symmetric(pads) and all(lo <= k // 2 for k, (lo, _) in zip(window, pads))):
+                    self.mods.append(nn.AvgPool2d(window, stride, padding=(pads[0][0], pads[1][0]), count_include_pad=include))
+                else:
+                    raise NotImplementedError(f"avg_pool with padding {pads} has no PyTorch twin here")
+                self.steps.append(("module", len(self.mods) - 1))
+            elif name == "subsample":
+                area = float(np.prod(_pair(_closure(layer)["window"])))
+                self.subsample.append(nn.Parameter(tensor(p["beta"]).view(1, -1, 1, 1)))
+                self.subsample.append(nn.Parameter(tensor(p["b"]).view(1, -1, 1, 1)))
+                self.steps.append(("subsample", (_pair(_closure(layer)["window"]), area, len(self.subsample) - 2)))
+            elif name == "dense":
+                lin = nn.Linear(*p["w"].shape)
+                with torch.no_grad():
+                    lin.weight.copy_(tensor(p["w"]).T)
+                    lin.bias.copy_(tensor(p["b"]))
+                self.mods.append(lin)
+                self.steps.append(("module", len(self.mods) - 1))
+            elif name in ACTIVATIONS:
+                self.steps.append(("activation", ACTIVATIONS[name]))
+            elif name == "flatten":
+                self.steps.append(("flatten", None))
+            else:
+                raise NotImplementedError(f"layer {name!r} of model {model.name!r}")
+
+        def forward(self, x):
+            for kind, arg in self.steps:
+                if kind == "module":
+                    x = self.mods[arg](x)
+                elif kind == "pad":
+                    x = F.pad(x, arg[0], value=arg[1])
+                elif kind == "activation":
+                    x = getattr(torch, arg)(x)
+                elif kind == "subsample":
+                    window, area, i = arg
+                    x = F.avg_pool2d(x, window) * (area * self.subsample[i]) + self.subsample[i + 1]
+                else:  # flatten in NHWC order, as jaxcnn does
+                    x = x.permute(0, 2, 3, 1).flatten(1)
+            return x
+
+    return Twin()
+
+
+def loss_fn(model):
+    """The model's loss in PyTorch: batch-mean cross-entropy on ids, or 1/(2N) sum (y - onehot)^2."""
+    torch = importlib.import_module("torch")
+    F = torch.nn.functional
+    if model.loss_name == "mse":
+
+        def mse(outputs, labels):
+            target = F.one_hot(labels, model.num_classes).to(outputs.dtype)
+            return 0.5 * torch.sum((outputs - target) ** 2) / outputs.shape[0]
+
+        return mse
+    return F.cross_entropy
+
+
+def device() -> str:
+    """The device the twin runs on: the GPU when JAX runs on one and PyTorch sees one, else the CPU."""
+    torch = importlib.import_module("torch")
+    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
+def step_variant(model, batch: int, learning_rate: float, seed: int = 0) -> Variant:
+    """Eager PyTorch training step (zero_grad, forward, loss, backward, SGD step) on the same synthetic batch."""
+    torch = importlib.import_module("torch")
+    from jaxcnn.bench.cases import synthetic_batch
+
+    dev = device()
+    net = build(model, model.init(jax.random.PRNGKey(seed))).to(dev)
+    opt = torch.optim.SGD(net.parameters(), lr=learning_rate)
+    loss = loss_fn(model)
+    x, y = synthetic_batch(model, batch, seed)
+    x = torch.tensor(np.asarray(x)).permute(0, 3, 1, 2).contiguous().to(dev)
+    y = torch.tensor(np.asarray(y), dtype=torch.long).to(dev)
+
+    def call():
+        opt.zero_grad(set_to_none=True)
+        value = loss(net(x), y)
+        value.backward()
+        opt.step()
+        return value
+
+    sync = (lambda _: torch.cuda.synchronize()) if dev == "cuda" else (lambda _: None)
+    return Variant(call, sync=sync, compiled=False)

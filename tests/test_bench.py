@@ -1,0 +1,129 @@
+"""The benchmark harness: interleaved timing, the tables and JSON rows of every section, and PyTorch as optional.
+
+The end-to-end run uses ``--smoke`` (batch 2-8, one ~10 ms repetition) with PyTorch blocked in the child
+process (``sys.modules["torch"] = None``), so it passes whether or not PyTorch is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from jaxcnn.bench import cases, cli, report, timing
+
+REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
+ROW_KEYS = {"section", "name", "shape", "variant", "batch"}
+TIMED_KEYS = {"median_s", "min_s", "max_s", "images_per_s", "compile_s", "repeats", "calls_per_repeat"}
+
+
+def test_compare_interleaves_and_reports_every_repetition():
+    calls = []
+    variants = {
+        "a": timing.Variant(lambda: calls.append("a"), sync=lambda _: None, compiled=False),
+        "b": timing.Variant(lambda: calls.append("b"), sync=lambda _: None),
+    }
+    results = timing.compare(variants, repeats=4, min_time=1e-4, warmup=1)
+    assert set(results) == {"a", "b"}
+    for name, t in results.items():
+        assert len(t.samples) == 4 and t.min <= t.median <= t.max and t.calls_per_repeat >= 1
+    assert results["a"].compile_s is None and results["b"].compile_s is not None
+    # after the first calls and the warm-up, the repetitions run a b, b a, a b, b a
+    timed = calls[-sum(t.calls_per_repeat * 4 for t in results.values()) :]
+    blocks = []
+    for name in timed:
+        if not blocks or blocks[-1] != name:
+            blocks.append(name)
+    assert blocks == ["a", "b", "a", "b", "a"]
+
+
+@pytest.mark.parametrize("repeats, min_time", [(0, 1.0), (3, 0.0)])
+def test_compare_rejects_bad_settings(repeats, min_time):
+    with pytest.raises(ValueError):
+        timing.compare({"a": timing.Variant(lambda: None)}, repeats=repeats, min_time=min_time)
+
+
+def test_op_cases_cover_the_issue_list_and_run_both_impls():
+    names = " | ".join(c.name for c in cases.op_cases("full"))
+    for needed in ("lenet5 conv1", "lenet5 conv2", "lenet5 max_pool", "conv 3x3 SAME", "stride 2", "dilation 2", "groups",
+                   "conv2d_transpose", "max_pool 2x2", "max_pool 3x3 stride 2", "avg_pool", "subsample"):  # fmt: skip
+        assert needed in names
+    assert [c.batch for c in cases.op_cases("smoke")] == [2] * len(cases.op_cases("smoke"))
+    case = next(c for c in cases.op_cases("smoke") if c.name == "max_pool 2x2" and c.backward_only)
+    variants = cases.op_variants(case)
+    results = {impl: np.asarray(v.call()) for impl, v in variants.items()}  # the pullback: dx only
+    np.testing.assert_array_equal(results["manual"], results["autodiff"])
+
+
+def test_format_table_aligns_columns():
+    text = report.format_table(["name", "value"], [["a", "1.00"], ["longer", "10.00"]], left=1)
+    lines = text.splitlines()
+    assert len({len(line) for line in lines}) == 1 and lines[1].startswith("----")
+
+
+def test_bad_cli_input_is_a_clear_error(capsys):
+    for argv in (["--sections", "ops,nope"], ["--repeats", "0"], ["--min-time", "abc"], ["--models", "nope"],
+                 ["--quick", "--smoke"]):  # fmt: skip
+        with pytest.raises(SystemExit) as err:
+            cli.main(argv)
+        assert err.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown section" in err and "must be >= 1" in err and "expected a number" in err and "unknown model" in err
+
+
+def test_smoke_run_writes_tables_json_and_chart_without_torch(tmp_path):
+    out = tmp_path / "bench.json"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["torch"] = None  # as if PyTorch were not installed
+        from jaxcnn.__main__ import main
+        sys.exit(main(["bench", "--smoke", "--ops", "lenet5 max_pool", "--models", "lenet5", "--json", {str(out)!r}]))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout
+    for title in ("Per op", "Training step", "One epoch", "Scaling"):
+        assert title in text
+    step_lines = [line for line in text.splitlines() if line.startswith("lenet5 ")]
+    assert any("missing" in line for line in step_lines), text
+
+    data = json.loads(out.read_text())
+    assert data["meta"]["torch"] == "missing" and data["meta"]["mode"] == "smoke"
+    assert {"backend", "device_kind", "load_before", "load_after", "jax"} <= set(data["meta"])
+    rows = data["rows"]
+    assert {r["section"] for r in rows} == {"ops", "step", "epoch", "scaling"}
+    for row in rows:
+        assert ROW_KEYS <= set(row)
+        assert TIMED_KEYS <= set(row) or "status" in row, row
+    ops = [r for r in rows if r["section"] == "ops"]
+    assert {r["variant"] for r in ops} == {"manual", "autodiff"} and all(r["what"] == "fwd+bwd" for r in ops)
+    torch_rows = [r for r in rows if r["section"] == "step" and r["variant"] == "pytorch"]
+    assert [r["status"] for r in torch_rows] == ["missing"]
+    assert {r["variant"] for r in rows if r["section"] == "epoch"} == {"manual scan", "manual loop", "autodiff scan",
+                                                                      "autodiff loop"}  # fmt: skip
+    scaling = [r for r in rows if r["section"] == "scaling"]
+    assert scaling and all(r["peak_rss_mb"] > 0 for r in scaling)
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_torch_twin_computes_the_same_function():
+    torch = pytest.importorskip("torch")
+    import jax
+
+    from jaxcnn.bench import torch_models
+    from jaxcnn.models import get_model
+
+    for name in ("lenet5", "lenet5_classic", "cnn_small"):
+        model = get_model(name)
+        params = model.init(jax.random.PRNGKey(0))
+        x = np.random.default_rng(0).normal(size=(3, *model.input_shape)).astype(np.float32)
+        net = torch_models.build(model, params)
+        with torch.no_grad():
+            y_torch = net(torch.tensor(x).permute(0, 3, 1, 2)).numpy()
+        np.testing.assert_allclose(y_torch, np.asarray(model.apply(params, x)), atol=2e-5, rtol=1e-4)
