@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +32,9 @@ NHWC_HWIO = ("NHWC", "HWIO", "NHWC")
 # For the kernel gradient the roles turn around: the input's channels become the "batch" of the
 # correlation, its batch the contracted "features", and the residual acts as the kernel.
 KERNEL_GRAD_DIMS = ("CHWN", "IHWO", "HWNC")
+# Grouped convs with up to this many groups are differentiated group by group (see split_groups); beyond it the
+# unrolled program would grow with the group count (a depthwise conv has one group per channel).
+MAX_SPLIT_GROUPS = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +73,24 @@ def rot180_swap(w: jax.Array, groups: int) -> jax.Array:
 def correlate_input_grad(delta: jax.Array, w: jax.Array, geom: ConvGeometry, in_hw: tuple[int, int]) -> jax.Array:
     """dE/dx = full_correlation(dilate_s(delta), rot180(w)), cut to the input's n rows.
 
+    The computation is split the way XLA runs it fastest, each piece the same sum:
+      * groups > 1 (up to MAX_SPLIT_GROUPS): one ungrouped correlation per group (``split_groups``); XLA:CPU
+        runs grouped convolutions as generic loops, ungrouped ones in Eigen/YNNPACK;
+      * stride > 1 without dilation: the polyphase form (``polyphase_input_grad``), no inserted zeros;
+      * otherwise the zero-inserted ("lhs-dilated") correlation of ``dilated_input_grad``.
+    """
+    if 1 < geom.groups <= MAX_SPLIT_GROUPS:
+        return split_groups(
+            lambda d, k: correlate_input_grad(d, k, dataclasses.replace(geom, groups=1), in_hw), delta, w, geom.groups
+        )
+    if use_polyphase(w.shape[:2], geom):
+        return polyphase_input_grad(delta, w, geom, in_hw)
+    return dilated_input_grad(delta, w, geom, in_hw)
+
+
+def dilated_input_grad(delta: jax.Array, w: jax.Array, geom: ConvGeometry, in_hw: tuple[int, int]) -> jax.Array:
+    """The general path: full_correlation(dilate_s(delta), rot180(w)) as one lhs-dilated correlation.
+
     The stride-dilated delta has D = (m - 1) s + 1 rows; padding it by lo' = K - 1 - lo before and
     hi' = n + lo - D after makes the "full" correlation land exactly on the n input rows (negative
     padding crops rows the forward never read).
@@ -91,26 +112,104 @@ def correlate_input_grad(delta: jax.Array, w: jax.Array, geom: ConvGeometry, in_
     )
 
 
+def use_polyphase(kernel_hw: tuple[int, int], geom: ConvGeometry) -> bool:
+    """The polyphase input gradient applies to ungrouped, undilated convs with a stride and kernel >= stride.
+
+    (With k < s some phases have no kernel tap at all, and the zero-inserted correlation does no extra work.)
+    """
+    return (
+        geom.groups == 1
+        and geom.dilation == (1, 1)
+        and geom.stride != (1, 1)
+        and all(k >= s for k, s in zip(kernel_hw, geom.stride))
+    )
+
+
+def polyphase_kernel(w: jax.Array, stride: tuple[int, int]) -> jax.Array:
+    """(kh, kw, I, O) -> (Ch, Cw, O, sh sw I): the s x s sub-kernels w[p::s, q::s], each rotated 180 degrees
+    and zero-padded at the back to C = ceil(k / s) taps, stacked along the output channels in (p, q, i) order."""
+    kh, kw, i, o = w.shape
+    (sh, sw) = stride
+    ch, cw = -(-kh // sh), -(-kw // sw)
+    w = jnp.pad(w, ((0, ch * sh - kh), (0, cw * sw - kw), (0, 0), (0, 0)))
+    w = w.reshape(ch, sh, cw, sw, i, o)[::-1, :, ::-1]  # tap a = s c + p; rotate the c axes
+    return w.transpose(0, 2, 5, 1, 3, 4).reshape(ch, cw, o, sh * sw * i)
+
+
+def polyphase_input_grad(delta: jax.Array, w: jax.Array, geom: ConvGeometry, in_hw: tuple[int, int]) -> jax.Array:
+    """dE/dx of a strided correlation without the zeros of dilate_s(delta): one correlation per phase.
+
+    Per axis, in padded coordinates q = i + lo, the forward reads x_pad[s j + a] for output j and tap a, so
+
+        dE/dx_pad[s t + p] = sum_c delta[t - c] w[p + s c]        (taps a = p + s c; out-of-range terms are 0)
+
+    i.e. phase p of dx is the *full* correlation of delta with the sub-kernel w[p::s] rotated 180 degrees
+    (``polyphase_kernel``, C = ceil(k / s) taps, zero-padded): delta padded by C - 1 before and cropped or padded
+    to T = ceil((lo + n) / s) rows after. All s_h s_w phases come out of ONE stride-1 correlation as
+    s_h s_w I output channels, which are then interleaved (depth-to-space: dx_pad[s t + p] = phase p at t) and
+    cut to the n input rows [lo, lo + n). Work per output pixel: C_h C_w taps instead of k_h k_w of which
+    all but about k_h k_w / (s_h s_w) multiply inserted zeros.
+    """
+    n, m1, m2, o = delta.shape
+    i = w.shape[2]
+    (sh, sw), ((lo_h, _), (lo_w, _)) = geom.stride, geom.padding
+    ch, cw = -(-w.shape[0] // sh), -(-w.shape[1] // sw)
+    th, tw = -(-(lo_h + in_hw[0]) // sh), -(-(lo_w + in_hw[1]) // sw)
+    phases = lax.conv_general_dilated(
+        delta,
+        polyphase_kernel(w, geom.stride),
+        window_strides=(1, 1),
+        padding=((ch - 1, th - m1), (cw - 1, tw - m2)),
+        dimension_numbers=NHWC_HWIO,
+    )
+    dx_pad = phases.reshape(n, th, tw, sh, sw, i).transpose(0, 1, 3, 2, 4, 5).reshape(n, th * sh, tw * sw, i)
+    return dx_pad[:, lo_h : lo_h + in_hw[0], lo_w : lo_w + in_hw[1], :]
+
+
+def split_groups(grad: Callable[[jax.Array, jax.Array], jax.Array], a: jax.Array, b: jax.Array, groups: int) -> jax.Array:
+    """Concatenate ``grad(a_j, b_j)`` over the groups j along the last axis; ``a_j``, ``b_j``: group j's slice
+    of the last axis of ``a`` and ``b``.
+
+    Group j of a grouped conv is an ordinary conv from input channels [j I/g, (j + 1) I/g) to output channels
+    [j O/g, (j + 1) O/g) with kernel w[..., j O/g : (j + 1) O/g]. Its input gradient (a = delta, b = w) has the
+    group's input channels and its kernel gradient (a = delta, b = x) the group's output channels, so the
+    concatenation restores the channel layout of dx and of dw.
+    """
+    sa, sb = a.shape[-1] // groups, b.shape[-1] // groups
+    return jnp.concatenate([grad(a[..., j * sa : (j + 1) * sa], b[..., j * sb : (j + 1) * sb]) for j in range(groups)], axis=-1)
+
+
 def correlate_kernel_grad(x: jax.Array, delta: jax.Array, geom: ConvGeometry, kernel_hw: tuple[int, int]) -> jax.Array:
     """dE/dk[a, b, i, o] = sum_{n,u,v} x_pad[n, u s + a d, v s + b d, i] delta[n, u, v, o].
 
     A correlation of x (channels as batch, batch as features) with delta (as the kernel, dilated by the
     stride) taken with stride d; rows the forward never read (the r = (n + lo + hi - K) mod s tail) are
-    cropped from the bottom padding. Groups become a batch-group count.
+    cropped from the bottom padding. The operands are transposed explicitly into NHWC / HWIO order, x to
+    (I, H, W, N) and delta to (m_h, m_w, N, O), and the (I, k_h, k_w, O) result back to HWIO: XLA:CPU runs
+    only that canonical form in Eigen/YNNPACK, and inside a while loop (an epoch as one lax.scan) it does not
+    transpose other forms itself but falls back to a generic loop many times slower. Groups (up to
+    MAX_SPLIT_GROUPS) are split into ungrouped correlations; more become a batch-group count.
     """
     span = geom.kernel_span(kernel_hw)
     pads = tuple(
         (lo, hi - (n + lo + hi - k) % s) for n, k, s, (lo, hi) in zip(x.shape[1:3], span, geom.stride, geom.padding)
     )
-    return lax.conv_general_dilated(
-        x,
-        delta,
-        window_strides=geom.dilation,
-        padding=pads,
-        rhs_dilation=geom.stride,
-        dimension_numbers=KERNEL_GRAD_DIMS,
-        batch_group_count=geom.groups,
-    )
+    if geom.groups > MAX_SPLIT_GROUPS:
+        return lax.conv_general_dilated(
+            x, delta, window_strides=geom.dilation, padding=pads, rhs_dilation=geom.stride,
+            dimension_numbers=KERNEL_GRAD_DIMS, batch_group_count=geom.groups,
+        )  # fmt: skip
+
+    def one_group(x_j: jax.Array, delta_j: jax.Array) -> jax.Array:
+        dw = lax.conv_general_dilated(
+            x_j.transpose(3, 1, 2, 0), delta_j.transpose(1, 2, 0, 3), window_strides=geom.dilation, padding=pads,
+            rhs_dilation=geom.stride, dimension_numbers=NHWC_HWIO,
+        )  # fmt: skip
+        return dw.transpose(1, 2, 0, 3)
+
+    if geom.groups == 1:
+        return one_group(x, delta)
+    return split_groups(lambda d_j, x_j: one_group(x_j, d_j), delta, x, geom.groups)
 
 
 def add_bias(u: jax.Array, b: jax.Array | None) -> jax.Array:

@@ -13,6 +13,10 @@ defaulting to the window (non-overlapping). Pooling has no parameters, only a re
 the seeds' up() of delta, routed or spread. The backward walks the window offsets (a, b): the cells
 x_pad[a + s u, b + s v] of offset (a, b) form a strided slice, and their share of delta goes back by the
 same slice, as a zero-interleaved ("dilated") copy of delta shifted by (a, b).
+
+Non-overlapping windows (stride == window, the usual 2 x 2 pooling) skip that scatter: x reshapes into blocks
+(N, H_out, kh, W_out, kw, C) with one window per block, so the backward is up(delta), masked to each window's
+first maximum (max) or divided by n(w) (mean), reshaped back (``max_pool_input_grad_tiles``).
 """
 
 from __future__ import annotations
@@ -64,6 +68,26 @@ class PoolGeometry:
             for a, b in self.offsets()
         ]
 
+    @property
+    def tiles(self) -> bool:
+        """Non-overlapping windows (stride == window): every input cell lies in at most one window."""
+        return self.stride == self.window
+
+    def to_blocks(self, x: jax.Array, value: float, out_hw: tuple[int, int]) -> jax.Array:
+        """Tiling windows only: (N, H, W, C) -> (N, H_out, kh, W_out, kw, C), block [:, u, :, v, :, :] being
+        window (u, v). Padding cells hold ``value``; input rows past the last window (never read) are cut."""
+        (kh, kw), (ho, wo), ((lo_h, _), (lo_w, _)) = self.window, out_hw, self.padding
+        n, h, w, c = x.shape
+        edges = ((0, 0, 0), (lo_h, ho * kh - lo_h - h, 0), (lo_w, wo * kw - lo_w - w, 0), (0, 0, 0))
+        return lax.pad(x, jnp.array(value, x.dtype), edges).reshape(n, ho, kh, wo, kw, c)
+
+    def from_blocks(self, blocks: jax.Array, in_hw: tuple[int, int]) -> jax.Array:
+        """Adjoint of ``to_blocks``: a reshape, then the padding cells dropped and the unread rows zero."""
+        n, ho, kh, wo, kw, c = blocks.shape
+        (lo_h, _), (lo_w, _) = self.padding
+        edges = ((0, 0, 0), (-lo_h, lo_h + in_hw[0] - ho * kh, 0), (-lo_w, lo_w + in_hw[1] - wo * kw, 0), (0, 0, 0))
+        return lax.pad(blocks.reshape(n, ho * kh, wo * kw, c), jnp.array(0, blocks.dtype), edges)
+
     def scatter_to_input(self, shares: list[jax.Array], in_hw: tuple[int, int]) -> jax.Array:
         """Adjoint of ``window_cells``: sum each offset's (N, H_out, W_out, C) share back onto its input cells."""
         (sh, sw), (ph, pw) = self.stride, self.padding
@@ -89,6 +113,11 @@ def _pool_geometry(op: str, x: Any, window: Any, stride: Any, padding: Any) -> t
     check_window_fits(op, x.shape[1:3], window, pads, what="window")
     geom = PoolGeometry(window, stride, pads)
     for axis, n, k, s, (lo, hi), m in zip(("height", "width"), x.shape[1:3], window, stride, pads, geom.out_hw(x.shape[1:3])):
+        if n == 0 and m > 0:
+            raise ValueError(
+                f"{op}: x is empty along {axis} (shape {tuple(x.shape)}), so each of the {m} windows that padding "
+                f"({lo}, {hi}) makes holds only padding; there is nothing to pool"
+            )
         if lo >= k or (m - 1) * s >= lo + n:
             raise ValueError(
                 f"{op}: padding ({lo}, {hi}) along {axis} puts a whole {k}-wide window in the padding (input {n}, "
@@ -113,6 +142,25 @@ def max_pool_input_grad(x: jax.Array, delta: jax.Array, geom: PoolGeometry) -> j
     return geom.scatter_to_input(shares, x.shape[1:3])
 
 
+def max_pool_input_grad_tiles(x: jax.Array, delta: jax.Array, geom: PoolGeometry) -> jax.Array:
+    """The same routing for non-overlapping windows, by reshaping instead of scattering.
+
+    With stride == window every cell belongs to at most one window, so dE/dx is up(delta) masked to each
+    window's first maximum: x is reshaped into blocks (N, H_out, kh, W_out, kw, C) (``PoolGeometry.to_blocks``),
+    the window axes are moved last and flattened in row-major (a, b) order, and jnp.argmax picks the first
+    maximum exactly as the general path does; the (a, b) block of delta that matches it is kept, the rest
+    zeroed, and the blocks are reshaped back. No scatter and no shifted copy per window offset.
+    """
+    kh, kw = geom.window
+    blocks = geom.to_blocks(x, -jnp.inf, delta.shape[1:3])
+    n, ho, _, wo, _, c = blocks.shape
+    winner = jnp.argmax(blocks.transpose(0, 1, 3, 5, 2, 4).reshape(n, ho, wo, c, kh * kw), axis=-1)
+    shape = (1, 1, kh, 1, kw, 1)
+    order = lax.broadcasted_iota(jnp.int32, shape, 2) * kw + lax.broadcasted_iota(jnp.int32, shape, 4)
+    routed = jnp.where(order == winner[:, :, None, :, None, :], delta[:, :, None, :, None, :], jnp.zeros((), delta.dtype))
+    return geom.from_blocks(routed, x.shape[1:3])
+
+
 @functools.lru_cache(maxsize=None)
 def _manual_max(geom: PoolGeometry):
     @jax.custom_vjp
@@ -123,6 +171,8 @@ def _manual_max(geom: PoolGeometry):
         return _max_forward(x, geom), x
 
     def bwd(x, delta):
+        if geom.tiles:
+            return (max_pool_input_grad_tiles(x, delta, geom),)
         return (max_pool_input_grad(x, delta, geom),)
 
     pool.defvjp(fwd, bwd)
@@ -163,8 +213,16 @@ def _avg_forward(x: jax.Array, geom: PoolGeometry, count_include_pad: bool) -> j
 
 
 def avg_pool_input_grad(delta: jax.Array, geom: PoolGeometry, in_hw: tuple[int, int], count_include_pad: bool) -> jax.Array:
-    """Spread delta / n(w) evenly over every cell of each window; sum where windows overlap."""
+    """Spread delta / n(w) evenly over every cell of each window; sum where windows overlap.
+
+    Non-overlapping windows (stride == window) take the seeds' up(): delta / n(w) broadcast over each
+    (kh, kw) block and reshaped back (``PoolGeometry.from_blocks``), instead of one shifted copy per offset.
+    """
     share = delta / _window_counts(geom, in_hw, count_include_pad, delta.dtype)
+    if geom.tiles:
+        n, ho, wo, c = share.shape
+        (kh, kw) = geom.window
+        return geom.from_blocks(jnp.broadcast_to(share[:, :, None, :, None, :], (n, ho, kh, wo, kw, c)), in_hw)
     return geom.scatter_to_input([share] * len(geom.offsets()), in_hw)
 
 

@@ -1,0 +1,198 @@
+"""The specialised backward paths, each against the autodiff twin and against the general path it replaces.
+
+* conv2d input gradient: the polyphase form for strided convs (``use_polyphase``) and the group-by-group split;
+* conv2d kernel gradient: the explicitly canonical (NHWC/HWIO) correlation, also inside lax.scan;
+* max_pool / avg_pool with non-overlapping windows: the reshape ("tiles") path.
+
+For every fast path there are shapes where it must NOT be taken (kernel smaller than the stride, dilation,
+overlapping windows, many groups), checked to fall back and still agree. Float64, relative error < 1e-10.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxcnn import ops
+from jaxcnn.ops import conv, pooling
+from jaxcnn.ops.padding import effective_size, resolve_padding
+from test_op_gradients import _arrays, assert_twins_agree
+
+
+def _geometry(x_shape, w_shape, stride, padding, dilation=1, groups=1) -> conv.ConvGeometry:
+    stride = (stride, stride) if isinstance(stride, int) else stride
+    dilation = (dilation, dilation) if isinstance(dilation, int) else dilation
+    span = tuple(effective_size(k, d) for k, d in zip(w_shape[:2], dilation))
+    return conv.ConvGeometry(stride, resolve_padding(padding, x_shape[1:3], span, stride), dilation, groups)
+
+
+def _relative(a, b) -> float:
+    return float(jnp.max(jnp.abs(a - b)) / max(float(jnp.max(jnp.abs(b))), 1e-300))
+
+
+# ---------------------------------------------------------------- conv2d: polyphase input gradient
+
+POLYPHASE = [
+    # (x shape, kernel hw, stride, padding)
+    ((2, 8, 8, 3), (3, 3), 2, "SAME"),
+    ((2, 9, 7, 3), (3, 3), 2, "SAME"),  # odd sizes: the last phase rows are cut
+    ((2, 8, 8, 2), (4, 4), 2, 1),  # kernel a multiple of the stride: no zero taps
+    ((1, 11, 10, 2), (5, 3), (2, 3), "VALID"),  # per-axis strides, unread rows at the bottom
+    ((2, 10, 9, 2), (3, 4), (3, 2), ((2, 0), (1, 3))),  # asymmetric padding, lo > 0 and hi > k - 1 - lo
+    ((1, 7, 7, 1), (2, 2), 2, "VALID"),
+    ((1, 13, 6, 2), (7, 2), (3, 2), ((3, 3), (0, 0))),
+]
+
+
+@pytest.mark.parametrize("x_shape, k, stride, padding", POLYPHASE)
+def test_polyphase_input_gradient(x_shape, k, stride, padding):
+    w_shape = (*k, x_shape[3], 3)
+    x, w, b = _arrays(1, [x_shape, w_shape, (3,)], jnp.float64)
+    geom = _geometry(x_shape, w_shape, stride, padding)
+    assert conv.use_polyphase(k, geom)
+    delta_shape = jax.eval_shape(lambda x: conv.correlate(x, w, geom), x).shape
+    (delta,) = _arrays(2, [delta_shape], jnp.float64)
+    fast = jax.jit(lambda d, w: conv.polyphase_input_grad(d, w, geom, x_shape[1:3]))(delta, w)
+    general = jax.jit(lambda d, w: conv.dilated_input_grad(d, w, geom, x_shape[1:3]))(delta, w)
+    assert fast.shape == x.shape and _relative(fast, general) < 1e-12
+    kw = dict(stride=stride, padding=padding)
+    assert_twins_agree(lambda impl, *a: ops.conv2d(*a, impl=impl, **kw), (x, w, b), jnp.float64)
+
+
+FALLBACK = [
+    # (x shape, kernel hw, stride, padding, dilation, groups): the polyphase path must not be taken
+    ((2, 8, 8, 3), (1, 1), 2, "VALID", 1, 1),  # kernel smaller than the stride
+    ((2, 9, 9, 2), (3, 1), 2, "SAME", 1, 1),  # ... along one axis
+    ((2, 11, 11, 2), (3, 3), 2, "SAME", 2, 1),  # dilation
+    ((2, 8, 8, 2), (3, 3), 1, "SAME", 1, 1),  # no stride
+]
+
+
+@pytest.mark.parametrize("x_shape, k, stride, padding, dilation, groups", FALLBACK)
+def test_strided_input_gradient_falls_back(x_shape, k, stride, padding, dilation, groups):
+    w_shape = (*k, x_shape[3] // groups, 2 * groups)
+    x, w = _arrays(3, [x_shape, w_shape], jnp.float64)
+    assert not conv.use_polyphase(k, _geometry(x_shape, w_shape, stride, padding, dilation, groups))
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    assert_twins_agree(lambda impl, *a: ops.conv2d(*a, impl=impl, **kw), (x, w), jnp.float64)
+
+
+# ---------------------------------------------------------------- conv2d: groups
+
+
+@pytest.mark.parametrize(
+    "groups, stride, dilation",
+    [(2, 1, 1), (4, 2, 1), (3, (2, 1), 2), (conv.MAX_SPLIT_GROUPS, 1, 1), (conv.MAX_SPLIT_GROUPS + 4, 2, 1)],
+)
+def test_grouped_conv_gradients(groups, stride, dilation):
+    """Up to MAX_SPLIT_GROUPS groups are split into ungrouped convs (each possibly polyphase); beyond, the
+    grouped lax primitives (feature/batch group counts) are the fallback."""
+    x, w, b = _arrays(4, [(2, 9, 8, 2 * groups), (3, 3, 2, groups), (groups,)], jnp.float64)
+    kw = dict(stride=stride, padding="SAME", dilation=dilation, groups=groups)
+    assert_twins_agree(lambda impl, *a: ops.conv2d(*a, impl=impl, **kw), (x, w, b), jnp.float64)
+
+
+# ---------------------------------------------------------------- conv2d: canonical kernel gradient
+
+
+@pytest.mark.parametrize(
+    "x_shape, k, stride, padding, dilation, groups",
+    [((2, 9, 8, 3), (3, 3), 1, "SAME", 1, 1), ((2, 10, 9, 2), (4, 3), (2, 3), ((1, 2), (0, 1)), (1, 2), 1),
+     ((2, 8, 8, 4), (3, 3), 2, "VALID", 1, 2), ((1, 12, 12, 3), (2, 2), 1, 1, 3, 1)],
+)  # fmt: skip
+def test_kernel_gradient_matches_the_batch_grouped_form(x_shape, k, stride, padding, dilation, groups):
+    w_shape = (*k, x_shape[3] // groups, 2 * groups)
+    x, w = _arrays(5, [x_shape, w_shape], jnp.float64)
+    geom = _geometry(x_shape, w_shape, stride, padding, dilation, groups)
+    delta_shape = jax.eval_shape(lambda x: conv.correlate(x, w, geom), x).shape
+    (delta,) = _arrays(6, [delta_shape], jnp.float64)
+    span = geom.kernel_span(k)
+    pads = tuple((lo, hi - (n + lo + hi - kk) % s) for n, kk, s, (lo, hi) in zip(x_shape[1:3], span, geom.stride, geom.padding))
+    reference = jax.lax.conv_general_dilated(
+        x, delta, window_strides=geom.dilation, padding=pads, rhs_dilation=geom.stride,
+        dimension_numbers=conv.KERNEL_GRAD_DIMS, batch_group_count=groups,
+    )  # fmt: skip
+    fast = jax.jit(lambda x, d: conv.correlate_kernel_grad(x, d, geom, k))(x, delta)
+    assert fast.shape == w.shape and _relative(fast, reference) < 1e-12
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="checks the program XLA:CPU compiles")
+def test_kernel_gradient_inside_scan_stays_canonical():
+    """In a lax.scan body XLA:CPU leaves non-NHWC/HWIO convolutions to a slow generic loop; every convolution
+    of the manual backward must already be canonical (dim_labels b01f_01io->b01f)."""
+    x, w = _arrays(7, [(4, 10, 10, 3), (3, 3, 3, 5)], jnp.float32)
+
+    def epoch(w, x):
+        def body(carry, i):
+            w, x = carry
+            gw, gx = jax.grad(lambda w, x: jnp.sum(ops.conv2d(x * i, w, stride=2, padding="SAME") ** 2), (0, 1))(w, x)
+            return (w - 0.1 * gw, x - 0.1 * gx), None
+
+        return jax.lax.scan(body, (w, x), jnp.arange(3.0, dtype=jnp.float32))[0]
+
+    text = jax.jit(epoch).lower(w, x).compile().as_text()
+    labels = [line.split("dim_labels=")[1].split(",")[0] for line in text.splitlines() if " convolution(" in line]
+    assert len(labels) >= 3 and set(labels) == {"b01f_01io->b01f"}, labels
+
+
+# ---------------------------------------------------------------- pooling: non-overlapping windows
+
+TILES = [
+    # (x shape, window, stride, padding)
+    ((2, 8, 8, 3), 2, None, "VALID"),
+    ((2, 9, 7, 2), 2, None, "VALID"),  # rows past the last window are never read
+    ((2, 7, 7, 2), 2, None, "SAME"),  # a padded cell in the last windows
+    ((1, 10, 9, 2), (3, 2), (3, 2), ((1, 1), (0, 1))),
+    ((2, 6, 6, 1), 1, 1, "VALID"),
+]
+
+
+@pytest.mark.parametrize("x_shape, window, stride, padding", TILES)
+@pytest.mark.parametrize("ties", [False, True])
+def test_max_pool_tiles(x_shape, window, stride, padding, ties):
+    (x,) = _arrays(8, [x_shape], jnp.float64, quantize=ties)
+    x, geom = pooling._pool_geometry("max_pool", x, window, stride, padding)
+    assert geom.tiles
+    (delta,) = _arrays(9, [jax.eval_shape(lambda x: pooling._max_forward(x, geom), x).shape], jnp.float64)
+    fast = jax.jit(lambda x, d: pooling.max_pool_input_grad_tiles(x, d, geom))(x, delta)
+    general = jax.jit(lambda x, d: pooling.max_pool_input_grad(x, d, geom))(x, delta)
+    np.testing.assert_array_equal(np.asarray(fast), np.asarray(general))  # the same routing: bitwise equal
+    kw = dict(window=window, stride=stride, padding=padding)
+    assert_twins_agree(lambda impl, x: ops.max_pool(x, impl=impl, **kw), (x,), jnp.float64)
+
+
+def test_max_pool_tiles_tie_and_nan_rules():
+    """Ties go to the first maximum in row-major window order; a NaN wins its window (as jnp.argmax decides)."""
+    x = jnp.asarray([[1.0, 3.0, 2.0, 2.0], [3.0, 0.0, 2.0, jnp.nan]])[None, :, :, None]
+    g = jax.grad(lambda x: jnp.sum(ops.max_pool(x, window=2) * jnp.asarray([[[[2.0], [5.0]]]])))(x)
+    np.testing.assert_array_equal(np.asarray(g)[0, :, :, 0], [[0.0, 2.0, 0.0, 0.0], [0.0, 0.0, 0.0, 5.0]])
+
+
+OVERLAP = [((2, 9, 9, 2), 3, 2, "VALID"), ((2, 8, 8, 2), 2, 1, "SAME"), ((2, 9, 9, 2), 2, 3, "VALID")]
+
+
+@pytest.mark.parametrize("x_shape, window, stride, padding", OVERLAP)
+def test_pools_with_stride_other_than_window_fall_back(x_shape, window, stride, padding):
+    (x,) = _arrays(10, [x_shape], jnp.float64, quantize=True)
+    assert not pooling._pool_geometry("max_pool", x, window, stride, padding)[1].tiles
+    kw = dict(window=window, stride=stride, padding=padding)
+    assert_twins_agree(lambda impl, x: ops.max_pool(x, impl=impl, **kw), (x,), jnp.float64)
+    assert_twins_agree(lambda impl, x: ops.avg_pool(x, impl=impl, **kw), (x,), jnp.float64)
+
+
+@pytest.mark.parametrize("x_shape, window, stride, padding", TILES)
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_avg_pool_tiles(x_shape, window, stride, padding, count_include_pad):
+    (x,) = _arrays(11, [x_shape], jnp.float64)
+    x, geom = pooling._pool_geometry("avg_pool", x, window, stride, padding)
+    assert geom.tiles
+    (delta,) = _arrays(12, [jax.eval_shape(lambda x: pooling._max_forward(x, geom), x).shape], jnp.float64)
+    in_hw = tuple(x.shape[1:3])
+    fast = jax.jit(lambda d: pooling.avg_pool_input_grad(d, geom, in_hw, count_include_pad))(delta)
+    share = delta / pooling._window_counts(geom, in_hw, count_include_pad, delta.dtype)
+    general = geom.scatter_to_input([share] * len(geom.offsets()), in_hw)
+    assert _relative(fast, general) < 1e-15
+    kw = dict(window=window, stride=stride, padding=padding, count_include_pad=count_include_pad)
+    assert_twins_agree(lambda impl, x: ops.avg_pool(x, impl=impl, **kw), (x,), jnp.float64)
