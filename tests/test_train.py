@@ -20,7 +20,11 @@ from jaxcnn.train.step import epoch_order
 from _synthetic import synthetic_images, write_synthetic_idx_dir
 
 # Pinned parameter counts (as the Flax MNIST example does): a change here is a change of architecture.
-PARAM_COUNTS = {"lenet5": 61706, "lenet5_classic": 61750, "seed003": 2916, "seed004": 100, "cnn_small": 665962}
+PARAM_COUNTS = {
+    "lenet5": 61706, "lenet5_classic": 61750, "seed003": 2916, "seed004": 100, "cnn_small": 665962,
+    "alexnet": 576650, "vgg": 813994, "vgg11": 1146410, "vgg16": 1525098, "googlenet": 167866,
+    "resnet8": 77754, "resnet20": 272186, "densenet": 102298,
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +53,7 @@ def test_param_count_and_output_shape(name):
     params = model.init(jax.random.PRNGKey(0))
     assert sum(p.size for p in jax.tree_util.tree_leaves(params)) == PARAM_COUNTS[name]
     x = jnp.zeros((3, *model.input_shape))
-    assert model.apply(params, x).shape == (3, 10)
+    assert model.apply(params, x, state=model.init_state()).shape == (3, 10)
 
 
 def test_model_rejects_wrong_input_shape():
@@ -233,3 +237,31 @@ def test_command_line_reports_bad_input_without_a_traceback(tmp_path, idx_dir, c
     with pytest.raises(SystemExit):
         main([*args, "--optimizer", "rmsprop"])
     assert "unknown optimizer 'rmsprop'" in capsys.readouterr().err
+
+
+def _idx_dir(directory: Path, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> Path:
+    from _synthetic import write_idx
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for prefix, (images, labels) in (("train", train), ("t10k", test)):
+        write_idx(directory / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte", labels)
+    return directory
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_images_of_another_shape_than_the_model_takes_are_refused(tmp_path, split):
+    small, large = synthetic_images(64, seed=0), synthetic_images(16, seed=1, size=32)
+    data = _idx_dir(tmp_path / "data", *((large, small) if split == "train" else (small, large)))
+    with pytest.raises(ValueError, match=rf"model 'lenet5' expects \(28, 28, 1\) images; the {split} split of synthetic has \(32, 32, 1\)"):
+        train(small_config(tmp_path, data))
+
+
+def test_test_labels_beyond_the_training_classes_are_refused(tmp_path):
+    """Under jit an out-of-range label is a zero one-hot row: it would be scored wrong without a word."""
+    images, labels = synthetic_images(64, seed=0)
+    test_images, test_labels = synthetic_images(16, seed=1)
+    test_labels[3] = 11
+    data = _idx_dir(tmp_path / "data", (images, labels), (test_images, test_labels))
+    with pytest.raises(ValueError, match=r"test split of synthetic has labels up to 11, .* has only 10 classes"):
+        train(small_config(tmp_path, data))

@@ -223,13 +223,16 @@ def _figure_for_rows(rows: list[tuple[str, np.ndarray]], title: str) -> Figure:
     return fig
 
 
-def plot_feature_maps(model: Model, params: dict, image: Any, path: PathLike, impl: str = "manual") -> Path:
+def plot_feature_maps(
+    model: Model, params: dict, image: Any, path: PathLike, impl: str = "manual", state: dict | None = None
+) -> Path:
     """The input and every layer output with a spatial (4-d) shape for one (H, W, C) image, one row per layer.
 
     Up to 16 channels per row; each row shares one colour scale (its [min, max] is printed under the label).
+    Inference mode: ``state`` holds the running statistics of models with batch norm.
     """
     x = _as_batch(model, image)
-    outputs = model.net.intermediates(params, x, impl=impl)
+    outputs = model.net.intermediates(params, x, impl=impl, state=state)
     rows = [("input", np.asarray(x))]
     rows += [(key, np.asarray(y)) for key, y in zip(model.net.keys, outputs) if y.ndim == 4]
     fig = _figure_for_rows(rows, f"{model.name}: feature maps of one image (impl={impl})")
@@ -240,34 +243,38 @@ def plot_feature_maps(model: Model, params: dict, image: Any, path: PathLike, im
 # ---------------------------------------------------------------------------------------- residual maps
 
 
-def _residuals(model: Model, params: dict, image: Any, label: int, impl: str) -> tuple[float, list[tuple[str, np.ndarray]]]:
+def _residuals(
+    model: Model, params: dict, image: Any, label: int, impl: str, state: dict | None
+) -> tuple[float, list[tuple[str, np.ndarray]]]:
     x = _as_batch(model, image)
     labels = jnp.asarray([int(label)], dtype=jnp.int32)
     dtype = jnp.result_type(x, *jax.tree_util.tree_leaves(params))
     taps = [jnp.zeros(shape, dtype) for shape in model.tap_shapes(1)]
     # one jitted trace of the whole backward: far cheaper than dispatching every custom_vjp op eagerly
-    loss_and_deltas = jax.jit(jax.value_and_grad(lambda t, p, x, y: model.loss(p, x, y, impl=impl, taps=t)))
+    loss_and_deltas = jax.jit(jax.value_and_grad(lambda t, p, x, y: model.loss(p, x, y, impl=impl, taps=t, state=state)))
     loss, deltas = loss_and_deltas(taps, params, x, labels)
     return float(loss), [(key, np.asarray(d)) for key, d in zip(model.net.keys, deltas)]
 
 
-def residual_maps(model: Model, params: dict, image: Any, label: int, impl: str = "manual") -> list[tuple[str, np.ndarray]]:
+def residual_maps(
+    model: Model, params: dict, image: Any, label: int, impl: str = "manual", state: dict | None = None
+) -> list[tuple[str, np.ndarray]]:
     """(layer key, delta) for every layer: delta = dE/d(layer output) for the single image, batch axis kept.
 
     Shapes equal ``model.tap_shapes(1)``; with a batch of one the loss's 1/N is 1, so the last delta is the
     seeds' output delta (softmax(u) - onehot for cross-entropy, y - t for MSE).
     """
-    return _residuals(model, params, image, label, impl)[1]
+    return _residuals(model, params, image, label, impl, state)[1]
 
 
 def plot_residual_maps(
-    model: Model, params: dict, image: Any, label: int, path: PathLike, impl: str = "manual"
+    model: Model, params: dict, image: Any, label: int, path: PathLike, impl: str = "manual", state: dict | None = None
 ) -> Path:
     """Residual maps delta of one image: spatial layers as rows of up to 16 channels, dense layers as heat strips.
 
     Diverging colour map centred on zero; each row has its own symmetric scale (|max| printed under the label).
     """
-    loss, deltas = _residuals(model, params, image, label, impl)
+    loss, deltas = _residuals(model, params, image, label, impl, state)
     title = (
         f"{model.name}: residual maps \u03b4 = \u2202E/\u2202(layer output), "
         f"label {int(label)}, loss {loss:.4g} (impl={impl})"
