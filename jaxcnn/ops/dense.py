@@ -10,6 +10,8 @@ Given delta = dE/du (seed 000 writes the column-vector form u = W x + b; here ro
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -33,8 +35,9 @@ def _fwd(x, w, b):
 def _bwd(res, delta):
     x, w, b = res
     dx = jnp.matmul(delta, w.T)
-    flat_x = x.reshape(-1, x.shape[-1])
-    flat_delta = delta.reshape(-1, delta.shape[-1])
+    rows = math.prod(x.shape[:-1])  # not reshape(-1, ...): that divides by a feature count that may be 0
+    flat_x = x.reshape(rows, x.shape[-1])
+    flat_delta = delta.reshape(rows, delta.shape[-1])
     dw = jnp.matmul(flat_x.T, flat_delta)
     db = None if b is None else jnp.sum(flat_delta, axis=0)
     return dx, dw, db

@@ -51,6 +51,8 @@ def mse(pred: jax.Array, target: jax.Array, *, impl: str = "manual") -> jax.Arra
     target = _checks.floating_array("target", target)
     if pred.ndim < 1:
         raise ValueError(f"pred must have a batch axis (N, ...), got shape {tuple(pred.shape)}")
+    if pred.shape[0] < 1:
+        raise ValueError(f"pred must hold at least one sample to average over, got shape {tuple(pred.shape)}")
     if pred.shape != target.shape:
         raise ValueError(f"mse: pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
     pred, target = _checks.promote(pred, target)
@@ -105,6 +107,8 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, *, impl: str = "
     logits = _checks.floating_array("logits", logits)
     if logits.ndim < 1 or logits.shape[-1] < 1:
         raise ValueError(f"logits must have shape (..., num_classes), got {tuple(logits.shape)}")
+    if logits.size == 0:
+        raise ValueError(f"logits must hold at least one sample to average over, got shape {tuple(logits.shape)}")
     dtype = jnp.result_type(labels)
     if jnp.issubdtype(dtype, jnp.integer):
         if tuple(jnp.shape(labels)) != tuple(logits.shape[:-1]):

@@ -232,8 +232,17 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     train_ds, test_ds = load_split(cfg, "train", cfg.train_subset), load_split(cfg, "test", cfg.test_subset)
     if train_ds.num_classes != model.num_classes:
         model = get_model(cfg.model, train_ds.num_classes)
-    if tuple(train_ds.images.shape[1:]) != model.input_shape:
-        raise ValueError(f"model {cfg.model!r} expects {model.input_shape} images; {cfg.dataset} has {train_ds.images.shape[1:]}")
+    for split, ds in (("train", train_ds), ("test", test_ds)):
+        if tuple(ds.images.shape[1:]) != model.input_shape:
+            raise ValueError(
+                f"model {cfg.model!r} expects {model.input_shape} images; the {split} split of {cfg.dataset} has "
+                f"{ds.images.shape[1:]}"
+            )
+    if test_ds.num_classes > model.num_classes:  # jit cannot check label values: they would count as wrong silently
+        raise ValueError(
+            f"the test split of {cfg.dataset} has labels up to {test_ds.num_classes - 1}, but the training split, "
+            f"and so model {cfg.model!r}, has only {model.num_classes} classes"
+        )
     if train_ds.images.shape[0] < cfg.batch_size:
         raise ValueError(f"batch_size {cfg.batch_size} exceeds the {train_ds.images.shape[0]} training images")
 
