@@ -24,8 +24,8 @@ TIMED_KEYS = {"median_s", "min_s", "max_s", "images_per_s", "compile_s", "repeat
 def test_compare_interleaves_and_reports_every_repetition():
     calls = []
     variants = {
-        "a": timing.Variant(lambda: calls.append("a"), sync=lambda _: None, compiled=False),
-        "b": timing.Variant(lambda: calls.append("b"), sync=lambda _: None),
+        "a": timing.Variant(lambda: calls.append("a"), sync=lambda _: None),
+        "b": timing.Variant(lambda: calls.append("b"), sync=lambda _: None, compile=lambda: None),
     }
     results = timing.compare(variants, repeats=4, min_time=1e-4, warmup=1)
     assert set(results) == {"a", "b"}

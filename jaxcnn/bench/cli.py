@@ -25,11 +25,13 @@ class Settings:
     repeats: int = 5
     min_time: float = 1.0
     warmup: int = 1
+    max_time: float | None = 60.0  # seconds of repetitions per variant at most (pathologically slow variants)
     ops_filter: str = ""
     models: tuple[str, ...] = STEP_MODELS
     batch: int = 128
-    epoch_steps: dict = dataclasses.field(default_factory=lambda: {"cnn_small": 8})
+    epoch_steps: dict = dataclasses.field(default_factory=lambda: {"cnn_small": 4})
     default_epoch_steps: int = 40
+    epoch_skip: tuple[str, ...] = ()
     scaling_model: str = "lenet5"
     scaling_impls: tuple[str, ...] = ("manual", "autodiff")
     scaling_batches: tuple[int, ...] = (1, 8, 32, 128, 512, 1024)
@@ -39,13 +41,14 @@ class Settings:
     @classmethod
     def for_mode(cls, mode: str, **overrides) -> "Settings":
         """"full": the defaults above (about 10 minutes on a 2-core CPU). "quick": about 3 minutes, 3
-        repetitions of >= 0.15 s, short epochs, a smaller scaling sweep. "smoke": batch 2-8, one short repetition,
-        two scaling points: checks that every section runs (tests); its numbers mean nothing."""
+        repetitions of >= 0.15 s, short epochs without cnn_small (its autodiff scan alone takes minutes on a
+        CPU), a smaller scaling sweep. "smoke": batch 2-8, one short repetition, two scaling points: checks that
+        every section runs (tests); its numbers mean nothing."""
         presets = {
             "full": {},
-            "quick": dict(repeats=3, min_time=0.15, epoch_steps={"cnn_small": 3}, default_epoch_steps=10,
+            "quick": dict(repeats=3, min_time=0.15, max_time=4.0, default_epoch_steps=10, epoch_skip=("cnn_small",),
                           scaling_impls=("manual",), scaling_batches=(1, 128, 1024), scaling_sizes=(28, 112)),
-            "smoke": dict(repeats=1, min_time=0.01, batch=8, epoch_steps={}, default_epoch_steps=2,
+            "smoke": dict(repeats=1, min_time=0.01, max_time=None, batch=8, epoch_steps={}, default_epoch_steps=2,
                           scaling_impls=("manual",), scaling_batches=(2,), scaling_sizes=(32,)),
         }  # fmt: skip
         if mode not in presets:
@@ -104,7 +107,7 @@ def run(settings: Settings, argv: Sequence[str] = (), out=print) -> tuple[dict, 
         f"load average {meta['load_before'][0]:.2f} at the start")  # fmt: skip
     rows: list[dict] = []
     tic = time.perf_counter()
-    compare = dict(repeats=settings.repeats, min_time=settings.min_time, warmup=settings.warmup)
+    compare = dict(repeats=settings.repeats, min_time=settings.min_time, warmup=settings.warmup, max_time=settings.max_time)
 
     if "ops" in settings.sections:
         for case in cases.op_cases(settings.mode):
@@ -137,14 +140,16 @@ def run(settings: Settings, argv: Sequence[str] = (), out=print) -> tuple[dict, 
         out(report.step_table(rows, torch_label))
 
     if "epoch" in settings.sections:
-        for name in settings.models:
+        for name in (m for m in settings.models if m not in settings.epoch_skip):
             steps = settings.epoch_steps.get(name, settings.default_epoch_steps)
             results = timing.compare(cases.epoch_variants(name, settings.batch, steps), **compare)
             model_shape = cases.get_model(name).input_shape
             shape = f"{steps}x{settings.batch}x" + "x".join(map(str, model_shape))
             for variant, t in results.items():
                 rows.append(report.timing_row("epoch", name, shape, variant, steps * settings.batch, t, steps=steps))
-        out(f"\nOne epoch: one jitted lax.scan vs a Python loop of jitted steps, batch {settings.batch}, on {device}")
+        skipped = [m for m in settings.models if m in settings.epoch_skip]
+        out(f"\nOne epoch: one jitted lax.scan vs a Python loop of jitted steps, batch {settings.batch}, on {device}"
+            + (f" (skipped in this mode: {', '.join(skipped)})" if skipped else ""))  # fmt: skip
         out(report.epoch_table(rows))
 
     if "scaling" in settings.sections:

@@ -40,9 +40,9 @@ def _ms(seconds: float | None) -> str:
 
 
 def _spread(row: dict) -> str:
-    """min-max of the repetitions as +/- percent of the median."""
+    """min-max of the repetitions as +/- percent of the median, and (n) the number of repetitions."""
     med = row["median_s"]
-    return f"-{100 * (med - row['min_s']) / med:.0f}/+{100 * (row['max_s'] - med) / med:.0f}%"
+    return f"-{100 * (med - row['min_s']) / med:.0f}/+{100 * (row['max_s'] - med) / med:.0f}% ({row['repeats']})"
 
 
 def _find(rows: list[dict], **match: Any) -> dict | None:
@@ -102,10 +102,13 @@ def epoch_table(rows: list[dict]) -> str:
             loop = _find(epochs, name=name, variant=f"{impl} loop")
             if scan and loop:
                 table.append([
-                    name, impl, scan["steps"], f"{scan['images_per_s']:,.0f}", f"{loop['images_per_s']:,.0f}",
-                    _ratio(loop, scan), f"{scan['compile_s']:.2f} / {loop['compile_s']:.2f}",
+                    name, impl, scan["steps"], f"{scan['images_per_s']:,.0f}", _spread(scan), f"{loop['images_per_s']:,.0f}",
+                    _spread(loop), _ratio(loop, scan), f"{scan['compile_s']:.2f} / {loop['compile_s']:.2f}",
                 ])  # fmt: skip
-    return format_table(["model", "impl", "steps", "scan img/s", "loop img/s", "scan/loop speed", "compile s scan / loop"], table)
+    return format_table(
+        ["model", "impl", "steps", "scan img/s", "spread", "loop img/s", "spread", "scan/loop speed", "compile s scan / loop"],
+        table,
+    )  # fmt: skip
 
 
 def scaling_table(rows: list[dict]) -> str:

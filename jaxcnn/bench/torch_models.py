@@ -193,4 +193,4 @@ def step_variant(model, batch: int, learning_rate: float, seed: int = 0) -> Vari
         return value
 
     sync = (lambda _: torch.cuda.synchronize()) if dev == "cuda" else (lambda _: None)
-    return Variant(call, sync=sync, compiled=False)
+    return Variant(call, sync=sync)
