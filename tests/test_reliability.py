@@ -1,9 +1,9 @@
 """Interruption and determinism: a killed, stopped or resumed run ends exactly where an uninterrupted one does.
 
 The command-line runs are subprocesses on the CPU (the bitwise claims are for the CPU), each paying JAX's
-start-up, so there are few of them: one uninterrupted reference, started first and shared; one run killed
-with SIGKILL at a random moment and resumed; one stopped with SIGTERM and resumed with the command it
-printed. SIGINT and the determinism checks run in this process.
+start-up, so there are four, sharing a compilation cache: an uninterrupted reference and, beside it, a run
+killed with SIGKILL at a random moment, resumed, stopped with SIGTERM and resumed again with the command it
+printed. SIGINT, determinism and divergence are tested in this process.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ EPOCHS, BATCH, N_TRAIN, LOG_EVERY, CHECKPOINT_EVERY = 3, 8, 512, 8, 10
 STEPS_PER_EPOCH = N_TRAIN // BATCH
 TOTAL_STEPS = EPOCHS * STEPS_PER_EPOCH
 TIMING_FIELDS = ("images_per_s", "epoch_seconds")
-CPU_ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +54,18 @@ def flags(data_dir: Path, run_dir: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def start(args: list[str], cwd: Path) -> subprocess.Popen:
+def cli_env(cache_dir: Path) -> dict[str, str]:
+    """On the CPU (the bitwise claims are for the CPU), sharing compiled programs between the commands."""
+    return {
+        **os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(cache_dir),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }  # fmt: skip
+
+
+def start(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "jaxcnn", "train", *args],
-        cwd=cwd, env=CPU_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
 
@@ -126,11 +133,10 @@ def assert_same_run(run_dir: Path, reference_dir: Path) -> None:
     assert got == want
 
 
-def run_to_end(data_dir: Path, run_dir: Path) -> subprocess.CompletedProcess:
+def run_to_end(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "jaxcnn", "train", *flags(data_dir, run_dir)],
-        cwd=run_dir.parent, env=CPU_ENV, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [sys.executable, "-m", "jaxcnn", "train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @dataclasses.dataclass
@@ -161,6 +167,7 @@ class InterruptedRun:
     reference; the tests read what happened."""
 
     run_dir: Path
+    env: dict[str, str]
     kill_after_step: int
     kill_delay: float
     killed: Stop | None = None
@@ -173,17 +180,15 @@ class InterruptedRun:
         try:
             args = flags(data_dir, self.run_dir)
             self.killed = interrupt(
-                start(args, self.run_dir.parent), self.run_dir, signal.SIGKILL, self.kill_after_step, self.kill_delay
-            )
-            resumed = start([*args, "--resume"], self.run_dir.parent)
+                start(args, self.run_dir.parent, self.env), self.run_dir, signal.SIGKILL, self.kill_after_step,
+                self.kill_delay,
+            )  # fmt: skip
+            resumed = start([*args, "--resume"], self.run_dir.parent, self.env)
             self.terminated = interrupt(resumed, self.run_dir, signal.SIGTERM, self.killed.checkpoint + 1, 0.0)
             printed = re.search(r"Resume with:\n  (.+)\n", self.terminated.stderr)
             assert printed, self.terminated.stderr[-3000:]
             self.command = shlex.split(printed.group(1))
-            self.finished = subprocess.run(
-                [sys.executable, *self.command[1:]], cwd=self.run_dir.parent, env=CPU_ENV, capture_output=True,
-                text=True, timeout=300,
-            )  # fmt: skip
+            self.finished = run_to_end(self.command[4:], self.run_dir.parent, self.env)
         except BaseException as err:  # noqa: BLE001 (raised again by the tests)
             self.error = err
 
@@ -192,15 +197,17 @@ class InterruptedRun:
 def cli_runs(data_dir, tmp_path_factory) -> dict:
     """The uninterrupted reference and the interrupted run, side by side (each command pays JAX's start-up)."""
     rng = random.Random(6)
+    env = cli_env(tmp_path_factory.mktemp("xla-cache"))
     interrupted = InterruptedRun(
         tmp_path_factory.mktemp("interrupted") / "run",
+        env,
         kill_after_step=rng.randrange(CHECKPOINT_EVERY, TOTAL_STEPS - 3 * CHECKPOINT_EVERY),
         kill_delay=rng.uniform(0.0, 0.3),
     )
     thread = threading.Thread(target=interrupted.run, args=(data_dir,), daemon=True)
     thread.start()
     reference_dir = tmp_path_factory.mktemp("reference") / "run"
-    reference = run_to_end(data_dir, reference_dir)
+    reference = run_to_end(flags(data_dir, reference_dir), reference_dir.parent, env)
     assert reference.returncode == 0, reference.stderr[-3000:]
     thread.join(timeout=600)
     if interrupted.error is not None:
