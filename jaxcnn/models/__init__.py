@@ -58,12 +58,13 @@ def get_model(name: str, num_classes: int = 10, input_shape: tuple[int, int, int
     return factory(num_classes, input_shape=tuple(input_shape))
 
 
-def gradcheck_case(name: str, batch: int = 2):
-    """(loss factory, (params, x), names) for jaxcnn.gradcheck: the whole model in float64 on a small batch.
+def gradcheck_case(name: str, batch: int = 2, input_shape: tuple[int, int, int] | None = None):
+    """(loss factory, (params, x), names) for jaxcnn.gradcheck: the whole model in float64 on a small batch
+    (and, for the models that take any image size, optionally small images).
 
     The loss is the training-mode one (batch statistics, a fixed dropout key), the mode whose backward trains.
     """
-    model = get_model(name)
+    model = get_model(name, input_shape=input_shape)
     key = jax.random.PRNGKey(0)
     params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), model.init(key))
     state = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), model.init_state())
