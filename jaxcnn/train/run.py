@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from jaxcnn import data
 from jaxcnn.models import Model, get_model
+from jaxcnn.train import parallel
 from jaxcnn.train.config import TrainConfig
 from jaxcnn.train.interrupt import StopSignals, TrainingInterrupted, resume_command
 from jaxcnn.train.step import (
@@ -78,15 +79,24 @@ def prepare_run_dir(cfg: TrainConfig) -> Path:
 
 
 class MetricsLog:
-    """metrics.jsonl plus TensorBoard scalars; on resume, lines after the restored step are dropped."""
+    """metrics.jsonl plus TensorBoard scalars; on resume, lines after the restored step are dropped.
 
-    def __init__(self, run_dir: Path, resume_step: int | None):
+    Only one process writes (``enabled``); the others keep the records in memory.
+    """
+
+    def __init__(self, run_dir: Path, resume_step: int | None, enabled: bool = True):
         self.path = run_dir / "metrics.jsonl"
+        self.enabled = enabled
         records = self.read(self.path) if self.path.exists() else []
         if resume_step is not None:
             records = [r for r in records if r["step"] <= resume_step]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in records))
         self.records = records
+        self.tb = None
+        if not enabled:
+            return
+        kept = self.path.with_name("metrics.jsonl.tmp")  # then renamed: a kill meanwhile leaves the old file whole
+        kept.write_text("".join(json.dumps(r) + "\n" for r in records))
+        kept.replace(self.path)
         from tensorboardX import SummaryWriter
 
         # purge_step hides the TensorBoard events an interrupted run wrote after the checkpoint resumed from
@@ -102,6 +112,8 @@ class MetricsLog:
 
     def write(self, record: dict[str, Any]) -> None:
         self.records.append(record)
+        if not self.enabled:
+            return
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         for key, value in record.items():
@@ -109,7 +121,8 @@ class MetricsLog:
                 self.tb.add_scalar(key, value, record["step"])
 
     def close(self) -> None:
-        self.tb.close()
+        if self.tb is not None:
+            self.tb.close()
 
 
 class Checkpoints:
@@ -225,13 +238,33 @@ def _log_steps(log: MetricsLog, losses: np.ndarray, accs: np.ndarray, first_step
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Run the training job described by ``cfg``; returns the final metrics and the run directory."""
-    model: Model = get_model(cfg.model)
-    run_dir = prepare_run_dir(cfg)
-    (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    """Run the training job described by ``cfg``; returns the final metrics and the run directory.
+
+    Data parallel over a mesh of ``cfg.devices`` devices (see jaxcnn.train.parallel); with several processes
+    each loads its slice of the data, and process 0 alone writes the run directory's files.
+    """
+    if cfg.distributed:
+        parallel.initialize_distributed(cfg.coordinator_address, cfg.num_processes, cfg.process_id)
+    get_model(cfg.model)  # an unknown name fails before anything is written
+    mesh = parallel.make_mesh(cfg.devices)
+    parallel.check_divisible(cfg.batch_size, mesh)
+    processes, primary = jax.process_count(), jax.process_index() == 0
+    mode = default_epoch_mode() if cfg.epoch_mode == "auto" and processes == 1 else cfg.epoch_mode
+    if processes > 1 and mode != "loop":
+        if cfg.epoch_mode == "scan":
+            raise ValueError("epoch_mode 'scan' keeps the whole training set on every device: it needs one process")
+        mode = "loop"
+    run_dir = prepare_run_dir(cfg) if primary else Path(cfg.run_dir or "")
+    if processes > 1:
+        if not cfg.run_dir:
+            raise ValueError("with several processes, give every process the same --run-dir on a shared filesystem")
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("jaxcnn run directory ready")
+    if primary:
+        (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     train_ds, test_ds = load_split(cfg, "train", cfg.train_subset), load_split(cfg, "test", cfg.test_subset)
-    if train_ds.num_classes != model.num_classes:
-        model = get_model(cfg.model, train_ds.num_classes)
+    model: Model = get_model(cfg.model, train_ds.num_classes, input_shape=train_ds.images.shape[1:])
     for split, ds in (("train", train_ds), ("test", test_ds)):
         if tuple(ds.images.shape[1:]) != model.input_shape:
             raise ValueError(
@@ -249,12 +282,19 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.standardize:
         mean, std = float(train_ds.images.mean()), float(train_ds.images.std())
         train_ds, test_ds = (dataclasses.replace(d, images=(d.images - mean) / std) for d in (train_ds, test_ds))
-        (run_dir / "data.json").write_text(json.dumps({"source": train_ds.source, "mean": mean, "std": std}) + "\n")
-    steps_per_epoch = train_ds.images.shape[0] // cfg.batch_size
+        if primary:
+            (run_dir / "data.json").write_text(json.dumps({"source": train_ds.source, "mean": mean, "std": std}) + "\n")
+    if processes > 1:  # each process keeps its own equal slice (statistics above are of the whole split)
+        train_ds, test_ds = (
+            dataclasses.replace(d, images=d.images[s], labels=d.labels[s])
+            for d, s in ((train_ds, parallel.process_slice(len(train_ds.labels))), (test_ds, parallel.process_slice(len(test_ds.labels))))
+        )  # fmt: skip
+    local_batch = parallel.local_batch_size(cfg.batch_size)
+    steps_per_epoch = train_ds.images.shape[0] // local_batch
     optimizer = make_optimizer(cfg, cfg.epochs * steps_per_epoch)
     key = jax.random.PRNGKey(cfg.seed)
     init_key, data_key, augment_key = jax.random.split(key, 3)
-    state = init_state(model, optimizer, init_key)
+    state = parallel.replicate(init_state(model, optimizer, init_key), mesh)
     checkpoints = Checkpoints(run_dir, cfg)
     prior: tuple[list[float], list[float]] = ([], [])  # losses, accuracies of the steps of a resumed epoch
     if cfg.resume:
@@ -262,16 +302,33 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if restored is not None:
             state = restored
             prior = checkpoints.epoch_progress(int(state.step))
-    log = MetricsLog(run_dir, int(state.step) if cfg.resume else None)
+    log = MetricsLog(run_dir, int(state.step) if cfg.resume else None, enabled=primary)
 
-    images, labels = jnp.asarray(train_ds.images), jnp.asarray(train_ds.labels)
-    mode = default_epoch_mode() if cfg.epoch_mode == "auto" else cfg.epoch_mode
+    images, labels = train_ds.images, train_ds.labels  # this process's slice, on the host
+    replicated, batch = parallel.replicated(mesh), parallel.batch_sharding(mesh)
     train_step = make_train_step(
         model, optimizer, cfg.impl, cfg.per_example_clip, augment_key, flip=cfg.flip, crop_pad=cfg.crop_pad
     )
-    step_fn = jax.jit(train_step, donate_argnums=0)
-    epoch_fn = jax.jit(make_epoch_scan(train_step, cfg.batch_size), donate_argnums=0)
-    eval_fn = jax.jit(make_eval(model, cfg.impl))
+    jitted_step = jax.jit(
+        train_step, in_shardings=(replicated, batch, batch), out_shardings=(replicated, replicated), donate_argnums=0
+    )
+
+    def step_fn(state, x, y):
+        return jitted_step(state, *parallel.global_batch(mesh, x, y))
+
+    epoch_fn = jax.jit(
+        make_epoch_scan(train_step, cfg.batch_size, batch),
+        in_shardings=(replicated, replicated, replicated, replicated, replicated),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
+    if mode == "scan":
+        resident = jax.device_put((images, labels), replicated)
+    eval_fn = jax.jit(make_eval(model, cfg.impl), out_shardings=replicated)
+    eval_chunk = -(-cfg.eval_batch_size // mesh.size) * mesh.size // processes
+
+    def eval_to_device(x, y, weight):
+        return parallel.global_batch(mesh, x, y, weight)
 
     start_epoch, start_batch = divmod(int(state.step), steps_per_epoch)
     if len(prior[0]) != start_batch:  # a checkpoint written before epoch progress was saved
@@ -284,13 +341,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             tic = time.perf_counter()
             first_step = int(state.step) - len(prior[0])
             if mode == "scan" and start_batch == 0:
-                state, (losses, accs) = epoch_fn(state, images, labels, data_key, epoch)
+                state, (losses, accs) = epoch_fn(state, *resident, data_key, epoch)
                 losses, accs = np.asarray(losses), np.asarray(accs)
                 _check_finite(losses, first_step)
                 bar.update(steps_per_epoch)
             else:
                 state, losses, accs = _loop_epoch(
-                    step_fn, state, images, labels, epoch_order(data_key, epoch, images.shape[0], cfg.batch_size),
+                    step_fn, state, images, labels, np.asarray(epoch_order(data_key, epoch, images.shape[0], local_batch)),
                     start_batch, cfg, bar, checkpoints, prior, stop,
                 )  # fmt: skip
             steps_run = len(losses) - len(prior[0])
@@ -298,7 +355,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             seconds = time.perf_counter() - tic
             _log_steps(log, losses, accs, first_step, epoch, cfg.log_every)
             test_loss, test_acc = evaluate_dataset(
-                eval_fn, state.params, state.model_state, test_ds.images, test_ds.labels, cfg.eval_batch_size
+                eval_fn, state.params, state.model_state, test_ds.images, test_ds.labels, eval_chunk, eval_to_device
             )
             recent = slice(-min(cfg.log_every, len(losses)), None)
             final = {
@@ -329,17 +386,18 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         bar.close()
         log.close()
         checkpoints.close()
-    if cfg.plots:
+    if cfg.plots and primary:
         from jaxcnn.train import plots
 
-        write_plots(plots, model, state.params, log.records, test_ds, run_dir, cfg.impl)
-    return {**final, "run_dir": str(run_dir), "epoch_mode": mode}
+        write_plots(plots, model, state, log.records, test_ds, run_dir, cfg.impl)
+    return {**final, "run_dir": str(run_dir), "epoch_mode": mode, "devices": mesh.size, "processes": processes}
 
 
-def write_plots(plots, model: Model, params: dict, records: list[dict], test_ds, run_dir: Path, impl: str) -> None:
+def write_plots(plots, model: Model, state: TrainState, records: list[dict], test_ds, run_dir: Path, impl: str) -> None:
+    params, model_state = jax.device_get((state.params, state.model_state))
     image, label = test_ds.images[0], int(test_ds.labels[0])
     plots.plot_curves(records, run_dir / "curves.png")
     first_conv = next(k for k in model.net.keys if k.endswith("_conv"))
     plots.plot_kernels(np.asarray(params[first_conv]["w"]), run_dir / "kernels.png", title=f"{model.name}: {first_conv}")
-    plots.plot_feature_maps(model, params, image, run_dir / "feature_maps.png", impl=impl)
-    plots.plot_residual_maps(model, params, image, label, run_dir / "residual_maps.png", impl=impl)
+    plots.plot_feature_maps(model, params, image, run_dir / "feature_maps.png", impl=impl, state=model_state)
+    plots.plot_residual_maps(model, params, image, label, run_dir / "residual_maps.png", impl=impl, state=model_state)
