@@ -1,6 +1,7 @@
 """The specialised backward paths, each against the autodiff twin and against the general path it replaces.
 
-* conv2d input gradient: the polyphase form for strided convs (``use_polyphase``) and the group-by-group split;
+* conv2d input gradient: col2im for few channels, the polyphase form for strided convs, the group-by-group
+  split (``conv.input_grad_path`` names the path taken);
 * conv2d kernel gradient: the explicitly canonical (NHWC/HWIO) correlation, also inside lax.scan;
 * max_pool / avg_pool with non-overlapping windows: the reshape ("tiles") path.
 
@@ -32,51 +33,73 @@ def _relative(a, b) -> float:
     return float(jnp.max(jnp.abs(a - b)) / max(float(jnp.max(jnp.abs(b))), 1e-300))
 
 
-# ---------------------------------------------------------------- conv2d: polyphase input gradient
+# ---------------------------------------------------------------- conv2d: input gradient paths
 
-POLYPHASE = [
-    # (x shape, kernel hw, stride, padding)
-    ((2, 8, 8, 3), (3, 3), 2, "SAME"),
-    ((2, 9, 7, 3), (3, 3), 2, "SAME"),  # odd sizes: the last phase rows are cut
-    ((2, 8, 8, 2), (4, 4), 2, 1),  # kernel a multiple of the stride: no zero taps
-    ((1, 11, 10, 2), (5, 3), (2, 3), "VALID"),  # per-axis strides, unread rows at the bottom
-    ((2, 10, 9, 2), (3, 4), (3, 2), ((2, 0), (1, 3))),  # asymmetric padding, lo > 0 and hi > k - 1 - lo
-    ((1, 7, 7, 1), (2, 2), 2, "VALID"),
-    ((1, 13, 6, 2), (7, 2), (3, 2), ((3, 3), (0, 0))),
+STRIDED = [
+    # (x shape without channels, kernel hw, stride, padding)
+    ((2, 8, 8), (3, 3), 2, "SAME"),
+    ((2, 9, 7), (3, 3), 2, "SAME"),  # odd sizes: the last phase rows are cut
+    ((2, 8, 8), (4, 4), 2, 1),  # kernel a multiple of the stride: no zero taps
+    ((1, 11, 10), (5, 3), (2, 3), "VALID"),  # per-axis strides, unread rows at the bottom
+    ((2, 10, 9), (3, 4), (3, 2), ((2, 0), (1, 3))),  # asymmetric padding, lo > 0 and hi > k - 1 - lo
+    ((1, 7, 7), (2, 2), 2, "VALID"),
+    ((1, 13, 6), (7, 2), (3, 2), ((3, 3), (0, 0))),
 ]
+MANY, FEW = conv.COL2IM_MAX_CHANNELS + 2, 3  # input channels beyond / within the col2im range
 
 
-@pytest.mark.parametrize("x_shape, k, stride, padding", POLYPHASE)
-def test_polyphase_input_gradient(x_shape, k, stride, padding):
-    w_shape = (*k, x_shape[3], 3)
-    x, w, b = _arrays(1, [x_shape, w_shape, (3,)], jnp.float64)
-    geom = _geometry(x_shape, w_shape, stride, padding)
-    assert conv.use_polyphase(k, geom)
-    delta_shape = jax.eval_shape(lambda x: conv.correlate(x, w, geom), x).shape
-    (delta,) = _arrays(2, [delta_shape], jnp.float64)
-    fast = jax.jit(lambda d, w: conv.polyphase_input_grad(d, w, geom, x_shape[1:3]))(delta, w)
-    general = jax.jit(lambda d, w: conv.dilated_input_grad(d, w, geom, x_shape[1:3]))(delta, w)
-    assert fast.shape == x.shape and _relative(fast, general) < 1e-12
+def _input_grads(x_shape, k, stride, padding, dilation=1, groups=1, seed=1):
+    """(x, w, b, geom, delta) for one conv configuration."""
+    w_shape = (*k, x_shape[3] // groups, 2 * groups)
+    x, w, b = _arrays(seed, [x_shape, w_shape, (w_shape[3],)], jnp.float64)
+    geom = _geometry(x_shape, w_shape, stride, padding, dilation, groups)
+    (delta,) = _arrays(seed + 1, [jax.eval_shape(lambda x: conv.correlate(x, w, geom), x).shape], jnp.float64)
+    return x, w, b, geom, delta
+
+
+def _general(delta, w, geom, in_hw):
+    return jax.jit(lambda d, w: conv.dilated_input_grad(d, w, geom, in_hw))(delta, w)
+
+
+@pytest.mark.parametrize("x_hw, k, stride, padding", STRIDED)
+def test_polyphase_input_gradient(x_hw, k, stride, padding):
+    x, w, b, geom, delta = _input_grads((*x_hw, MANY), k, stride, padding)
+    assert conv.input_grad_path(w.shape, geom) == "polyphase"
+    fast = jax.jit(lambda d, w: conv.polyphase_input_grad(d, w, geom, x.shape[1:3]))(delta, w)
+    assert fast.shape == x.shape and _relative(fast, _general(delta, w, geom, x.shape[1:3])) < 1e-12
     kw = dict(stride=stride, padding=padding)
     assert_twins_agree(lambda impl, *a: ops.conv2d(*a, impl=impl, **kw), (x, w, b), jnp.float64)
 
 
+@pytest.mark.parametrize("x_hw, k, stride, padding", [*STRIDED, ((2, 9, 8), (3, 2), 1, "VALID"), ((2, 12, 11), (3, 3), (2, 1), "SAME")])
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_col2im_input_gradient(x_hw, k, stride, padding, dilation):
+    try:
+        x, w, b, geom, delta = _input_grads((*x_hw, FEW), k, stride, padding, dilation)
+    except ValueError:  # the dilated kernel does not fit
+        pytest.skip("kernel larger than the padded input")
+    assert conv.input_grad_path(w.shape, geom) == "col2im"
+    fast = jax.jit(lambda d, w: conv.col2im_input_grad(d, w, geom, x.shape[1:3]))(delta, w)
+    assert fast.shape == x.shape and _relative(fast, _general(delta, w, geom, x.shape[1:3])) < 1e-12
+    kw = dict(stride=stride, padding=padding, dilation=dilation)
+    assert_twins_agree(lambda impl, *a: ops.conv2d(*a, impl=impl, **kw), (x, w, b), jnp.float64)
+
+
 FALLBACK = [
-    # (x shape, kernel hw, stride, padding, dilation, groups): the polyphase path must not be taken
-    ((2, 8, 8, 3), (1, 1), 2, "VALID", 1, 1),  # kernel smaller than the stride
-    ((2, 9, 9, 2), (3, 1), 2, "SAME", 1, 1),  # ... along one axis
-    ((2, 11, 11, 2), (3, 3), 2, "SAME", 2, 1),  # dilation
-    ((2, 8, 8, 2), (3, 3), 1, "SAME", 1, 1),  # no stride
+    # (x shape, kernel hw, stride, padding, dilation): many channels and no polyphase: the general path
+    ((2, 8, 8, MANY), (1, 1), 2, "VALID", 1),  # kernel smaller than the stride
+    ((2, 9, 9, MANY), (3, 1), 2, "SAME", 1),  # ... along one axis
+    ((2, 11, 11, MANY), (3, 3), 2, "SAME", 2),  # dilation
+    ((2, 8, 8, MANY), (3, 3), 1, "SAME", 1),  # no stride
 ]
 
 
-@pytest.mark.parametrize("x_shape, k, stride, padding, dilation, groups", FALLBACK)
-def test_strided_input_gradient_falls_back(x_shape, k, stride, padding, dilation, groups):
-    w_shape = (*k, x_shape[3] // groups, 2 * groups)
-    x, w = _arrays(3, [x_shape, w_shape], jnp.float64)
-    assert not conv.use_polyphase(k, _geometry(x_shape, w_shape, stride, padding, dilation, groups))
-    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    assert_twins_agree(lambda impl, *a: ops.conv2d(*a, impl=impl, **kw), (x, w), jnp.float64)
+@pytest.mark.parametrize("x_shape, k, stride, padding, dilation", FALLBACK)
+def test_input_gradient_falls_back_to_the_general_path(x_shape, k, stride, padding, dilation):
+    x, w, b, geom, _ = _input_grads(x_shape, k, stride, padding, dilation)
+    assert conv.input_grad_path(w.shape, geom) == "dilated" and not conv.use_polyphase(k, geom)
+    kw = dict(stride=stride, padding=padding, dilation=dilation)
+    assert_twins_agree(lambda impl, *a: ops.conv2d(*a, impl=impl, **kw), (x, w, b), jnp.float64)
 
 
 # ---------------------------------------------------------------- conv2d: groups
@@ -86,10 +109,14 @@ def test_strided_input_gradient_falls_back(x_shape, k, stride, padding, dilation
     "groups, stride, dilation",
     [(2, 1, 1), (4, 2, 1), (3, (2, 1), 2), (conv.MAX_SPLIT_GROUPS, 1, 1), (conv.MAX_SPLIT_GROUPS + 4, 2, 1)],
 )
-def test_grouped_conv_gradients(groups, stride, dilation):
-    """Up to MAX_SPLIT_GROUPS groups are split into ungrouped convs (each possibly polyphase); beyond, the
+@pytest.mark.parametrize("per_group", [FEW, MANY])
+def test_grouped_conv_gradients(groups, stride, dilation, per_group):
+    """Up to MAX_SPLIT_GROUPS groups are split into ungrouped convs (each then on its own path); beyond, the
     grouped lax primitives (feature/batch group counts) are the fallback."""
-    x, w, b = _arrays(4, [(2, 9, 8, 2 * groups), (3, 3, 2, groups), (groups,)], jnp.float64)
+    x, w, b = _arrays(4, [(2, 9, 8, per_group * groups), (3, 3, per_group, groups), (groups,)], jnp.float64)
+    geom = _geometry(x.shape, w.shape, stride, "SAME", dilation, groups)
+    expected = "split_groups" if groups <= conv.MAX_SPLIT_GROUPS else "dilated"
+    assert conv.input_grad_path(w.shape, geom) == expected
     kw = dict(stride=stride, padding="SAME", dilation=dilation, groups=groups)
     assert_twins_agree(lambda impl, *a: ops.conv2d(*a, impl=impl, **kw), (x, w, b), jnp.float64)
 
@@ -122,7 +149,7 @@ def test_kernel_gradient_matches_the_batch_grouped_form(x_shape, k, stride, padd
 def test_kernel_gradient_inside_scan_stays_canonical():
     """In a lax.scan body XLA:CPU leaves non-NHWC/HWIO convolutions to a slow generic loop; every convolution
     of the manual backward must already be canonical (dim_labels b01f_01io->b01f)."""
-    x, w = _arrays(7, [(4, 10, 10, 3), (3, 3, 3, 5)], jnp.float32)
+    x, w = _arrays(7, [(4, 10, 10, MANY), (3, 3, MANY, 5)], jnp.float32)
 
     def epoch(w, x):
         def body(carry, i):

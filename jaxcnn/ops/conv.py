@@ -35,6 +35,9 @@ KERNEL_GRAD_DIMS = ("CHWN", "IHWO", "HWNC")
 # Grouped convs with up to this many groups are differentiated group by group (see split_groups); beyond it the
 # unrolled program would grow with the group count (a depthwise conv has one group per channel).
 MAX_SPLIT_GROUPS = 8
+# An input gradient with at most this many channels (per group) is computed by col2im (multiply, then
+# overlap-add): Eigen and YNNPACK run convolutions with so few output channels far below their speed.
+COL2IM_MAX_CHANNELS = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,19 +76,62 @@ def rot180_swap(w: jax.Array, groups: int) -> jax.Array:
 def correlate_input_grad(delta: jax.Array, w: jax.Array, geom: ConvGeometry, in_hw: tuple[int, int]) -> jax.Array:
     """dE/dx = full_correlation(dilate_s(delta), rot180(w)), cut to the input's n rows.
 
-    The computation is split the way XLA runs it fastest, each piece the same sum:
-      * groups > 1 (up to MAX_SPLIT_GROUPS): one ungrouped correlation per group (``split_groups``); XLA:CPU
-        runs grouped convolutions as generic loops, ungrouped ones in Eigen/YNNPACK;
-      * stride > 1 without dilation: the polyphase form (``polyphase_input_grad``), no inserted zeros;
-      * otherwise the zero-inserted ("lhs-dilated") correlation of ``dilated_input_grad``.
+    The same sum is computed the way XLA runs it fastest (``input_grad_path`` picks, measured on XLA:CPU):
+      * "split_groups": groups > 1 (up to MAX_SPLIT_GROUPS): one ungrouped gradient per group; XLA:CPU runs
+        grouped convolutions as generic loops, ungrouped ones in Eigen/YNNPACK;
+      * "col2im": few input channels: multiply first, then overlap-add (``col2im_input_grad``);
+      * "polyphase": stride > 1 without dilation: one correlation per phase, no inserted zeros;
+      * "dilated": otherwise the zero-inserted ("lhs-dilated") correlation of ``dilated_input_grad``.
     """
-    if 1 < geom.groups <= MAX_SPLIT_GROUPS:
-        return split_groups(
-            lambda d, k: correlate_input_grad(d, k, dataclasses.replace(geom, groups=1), in_hw), delta, w, geom.groups
-        )
-    if use_polyphase(w.shape[:2], geom):
+    path = input_grad_path(w.shape, geom)
+    if path == "split_groups":
+        one = dataclasses.replace(geom, groups=1)
+        return split_groups(lambda d, k: correlate_input_grad(d, k, one, in_hw), delta, w, geom.groups)
+    if path == "col2im":
+        return col2im_input_grad(delta, w, geom, in_hw)
+    if path == "polyphase":
         return polyphase_input_grad(delta, w, geom, in_hw)
     return dilated_input_grad(delta, w, geom, in_hw)
+
+
+def input_grad_path(w_shape: tuple[int, ...], geom: ConvGeometry) -> str:
+    """Which formulation ``correlate_input_grad`` uses for this kernel shape and geometry (see there)."""
+    if 1 < geom.groups <= MAX_SPLIT_GROUPS:
+        return "split_groups"
+    if use_col2im(w_shape, geom):
+        return "col2im"
+    if use_polyphase(w_shape[:2], geom):
+        return "polyphase"
+    return "dilated"
+
+
+def use_col2im(w_shape: tuple[int, ...], geom: ConvGeometry) -> bool:
+    """Few input channels (the correlation's output channels), ungrouped: see ``col2im_input_grad``."""
+    return geom.groups == 1 and w_shape[2] <= COL2IM_MAX_CHANNELS
+
+
+def col2im_input_grad(delta: jax.Array, w: jax.Array, geom: ConvGeometry, in_hw: tuple[int, int]) -> jax.Array:
+    """dE/dx by "multiply first, then overlap-add" (col2im, the adjoint of im2col).
+
+    dE/dx_pad[n, s u + d a, s v + d b, i] accumulates delta[n, u, v, :] . w[a, b, i, :] over every output
+    (u, v) and tap (a, b). One matrix product gives all the terms, cols[n, u, v, (a, b, i)] = delta[n, u, v] @
+    w[a, b, i]^T (a GEMM with k_h k_w I columns), and each tap's slab cols[..., a, b, :] is added back at rows
+    d a + s u (a zero-interleaved placement for s > 1), then cut to the input rows [lo, lo + n). No zero of the
+    stride-dilated or padded delta is multiplied; the overlap-add reads k_h k_w times the output's size.
+    """
+    n, m1, m2, o = delta.shape
+    kh, kw, i, _ = w.shape
+    (sh, sw), (dh, dw), ((lo_h, _), (lo_w, _)) = geom.stride, geom.dilation, geom.padding
+    cols = (delta.reshape(-1, o) @ w.reshape(-1, o).T).reshape(n, m1, m2, kh, kw, i)
+    hp, wp = lo_h + in_hw[0], lo_w + in_hw[1]
+    zero = jnp.zeros((), delta.dtype)
+    total = None
+    for a in range(kh):
+        for b in range(kw):
+            rows = ((0, 0, 0), (a * dh, hp - a * dh - (m1 - 1) * sh - 1, sh - 1), (b * dw, wp - b * dw - (m2 - 1) * sw - 1, sw - 1), (0, 0, 0))
+            placed = lax.pad(cols[:, :, :, a, b, :], zero, rows)
+            total = placed if total is None else total + placed
+    return total[:, lo_h:, lo_w:, :]
 
 
 def dilated_input_grad(delta: jax.Array, w: jax.Array, geom: ConvGeometry, in_hw: tuple[int, int]) -> jax.Array:
