@@ -38,6 +38,11 @@ class TrainConfig:
     eval_batch_size: int = 1000
     log_every: int = 50  # steps between metrics.jsonl lines
     checkpoint_every: int = 0  # steps between checkpoints in loop mode (0: at epoch ends only)
+    devices: int = 0  # data-parallel devices of the mesh (0: all, across every process); batch_size must divide
+    distributed: bool = False  # multi-process: call jax.distributed.initialize() first
+    coordinator_address: str | None = None  # host:port of process 0 (default: from the environment)
+    num_processes: int | None = None
+    process_id: int | None = None
     data_dir: str | None = None
     tfds_data_dir: str | None = None
     run_dir: str | None = None  # default runs/<model>-<time>
@@ -65,6 +70,8 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.devices < 0:
+            raise ValueError(f"devices must be >= 0 (0: all), got {self.devices}")
         if self.per_example_clip is not None and not self.per_example_clip > 0:
             raise ValueError(f"per_example_clip must be > 0, got {self.per_example_clip}")
 
