@@ -53,10 +53,19 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or Inf; the last good checkpoint is kept."""
 
 
-def default_epoch_mode() -> str:
-    """XLA:CPU runs convolutions inside a while loop (lax.scan) without its fast single-op paths, so on CPU
-    a Python loop of jitted steps is faster; on GPU/TPU one program per epoch saves the dispatch."""
-    return "loop" if jax.default_backend() == "cpu" else "scan"
+def default_epoch_mode(impl: str | None = None) -> str:
+    """The faster epoch mode for this backend and impl (measured by ``python -m jaxcnn bench``, epoch table).
+
+    XLA:CPU runs a convolution in Eigen/YNNPACK only in NHWC/HWIO form; outside loops it transposes other forms
+    into it, but inside a while loop (the epoch as one lax.scan) it emits them as generic loops. JAX's own
+    kernel gradient (impl="autodiff") has such a form, so its scan runs 3-30x slower than a Python loop of
+    jitted steps; the manual backward writes every convolution in NHWC/HWIO form and its scan is faster than
+    the loop (no per-step dispatch). On CPU: "scan" for impl="manual", else "loop" (also when impl is not
+    given); on GPU/TPU one program per epoch saves the dispatch.
+    """
+    if jax.default_backend() != "cpu":
+        return "scan"
+    return "scan" if impl == "manual" else "loop"
 
 
 def prepare_run_dir(cfg: TrainConfig) -> Path:
