@@ -91,3 +91,16 @@ def test_shape_sweep_quick(capsys):
     assert rf["lenet5", "05_max_pool"][6] == 16 and rf["cnn_small", "12_max_pool"][6] == 36  # r by recurrence
     assert rf["cnn_small", "10_conv"][3] == 5  # 3x3 kernel with dilation 2 spans 5 rows
     assert out.count("\nlenet5 ") == 4 and out.count("\ncnn_small ") == 8
+
+
+@needs_data
+def test_zoo_quick(tmp_path, capsys):
+    import zoo
+
+    argv = ["--quick", "--models", "lenet5", "--speed-batch", "8", "--runs-dir", str(tmp_path)]
+    (row,) = zoo.main(argv)
+    printed = table_rows(capsys.readouterr().out, ["lenet5"])
+    assert printed["lenet5"][1] == "61706" and row["epochs"] == 1
+    assert row["images_per_s_manual"] > 0 and row["images_per_s_autodiff"] > 0 and row["test_accuracy"] > 0.3
+    assert json.loads((tmp_path / "zoo.json").read_text())["rows"][0]["model"] == "lenet5"
+    assert (tmp_path / "zoo.png").stat().st_size > 10_000

@@ -273,3 +273,25 @@ def test_test_labels_beyond_the_training_classes_are_refused(tmp_path):
     data = _idx_dir(tmp_path / "data", (images, labels), (test_images, test_labels))
     with pytest.raises(ValueError, match=r"test split of synthetic has labels up to 11, .* has only 10 classes"):
         train(small_config(tmp_path, data))
+
+
+@pytest.mark.parametrize("name", ["alexnet", "vgg", "googlenet", "resnet8", "densenet"])
+def test_seed002_architectures_learn_in_a_few_steps(name):
+    """Smoke training of each seed-002 architecture (manual backward through batch norm, dropout, LRN, the
+    residual add and the channel concat): 16 Adam steps on one batch bring its training loss down by a fifth."""
+    model = get_model(name)
+    optimizer = optax.adam(1e-3)
+    images, labels = synthetic_images(32, seed=3)
+    x = jnp.asarray(images[..., None] / 255.0, jnp.float32)
+    y = jnp.asarray(labels, jnp.int32)
+    step = jax.jit(make_train_step(model, optimizer, "manual", rng_key=jax.random.PRNGKey(1)))
+    state = init_state(model, optimizer, jax.random.PRNGKey(0))
+    losses = []
+    for _ in range(16):
+        state, (loss, _) = step(state, x, y)
+        losses.append(float(loss))
+    assert np.isfinite(losses).all() and np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
+    if jax.tree_util.tree_leaves(state.model_state):  # batch norm's running statistics moved
+        assert not np.allclose(jax.tree_util.tree_leaves(state.model_state)[0], jax.tree_util.tree_leaves(model.init_state())[0])
+    logits = model.apply(state.params, x, state=state.model_state)
+    assert logits.shape == (32, 10) and np.isfinite(np.asarray(logits)).all()

@@ -1,0 +1,154 @@
+"""Train every architecture of seed 002 (jaxcnn.models.ZOO) on Fashion-MNIST and compare them.
+
+    .venv/bin/python experiments/zoo.py                  # every architecture with its recipe (ZOO_RECIPES)
+    .venv/bin/python experiments/zoo.py --quick          # 1 epoch on 2048 / 512 images: checks the pipeline
+    .venv/bin/python experiments/zoo.py --models resnet20 densenet --epochs 3
+
+For each architecture: parameters, training images/s of one jitted train step with impl="manual" and with
+impl="autodiff" (measured side by side, interleaved, median of 5 after warm-up), epochs, wall time (data,
+compilation and evaluation included) and test accuracy of the manual run. Prints the table, writes it as JSON
+(--json, default runs/zoo/zoo.json) and a PNG comparing the architectures (runs/zoo/zoo.png).
+
+Time on the 2-core CPU: --quick about 4 minutes; the full recipes take hours (see the README's table for
+what was measured and how long it took).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from _common import REPO, print_table
+from jaxcnn.models import ZOO, get_model
+from jaxcnn.train import TrainConfig, init_state, make_optimizer, make_train_step, train
+
+AUGMENT = dict(flip=True, crop_pad=2)
+# TrainConfig fields per architecture on top of TrainConfig's defaults (Adam 1e-3, cosine decay, batch 32).
+ZOO_RECIPES = {
+    "lenet5": dict(epochs=10, flip=True),
+    "alexnet": dict(epochs=10, batch_size=64, **AUGMENT),
+    "vgg": dict(epochs=10, batch_size=64, weight_decay=5e-4, **AUGMENT),
+    "googlenet": dict(epochs=10, batch_size=64, **AUGMENT),
+    "resnet20": dict(epochs=10, batch_size=64, weight_decay=5e-4, **AUGMENT),
+    "densenet": dict(epochs=10, batch_size=64, **AUGMENT),
+}
+QUICK = dict(epochs=1, train_subset=2048, test_subset=512)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=list(ZOO), choices=list(ZOO), metavar="MODEL")
+    p.add_argument("--epochs", type=int, default=None, help="the same number of epochs for every architecture")
+    p.add_argument("--quick", action="store_true", help="1 epoch on train_subset=2048, test_subset=512")
+    p.add_argument("--speed-batch", type=int, default=64, help="batch of the manual vs autodiff step timing")
+    p.add_argument("--dataset", default="fashion_mnist")
+    p.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "zoo", help="runs go to RUNS_DIR/<model>")
+    p.add_argument("--json", type=Path, default=None, help="default RUNS_DIR/zoo.json")
+    return p.parse_args(argv)
+
+
+def step_speed(name: str, batch: int, repeats: int = 5, steps: int = 3) -> dict[str, float]:
+    """Images/s of one jitted training step (forward, backward, Adam) per impl, interleaved A/B, medians."""
+    model = get_model(name)
+    cfg = TrainConfig(model=name)
+    optimizer = make_optimizer(cfg, 1)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(batch, *model.input_shape)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, model.num_classes, batch), jnp.int32)
+    steps_fn, states, samples = {}, {}, {"manual": [], "autodiff": []}
+    for impl in samples:
+        steps_fn[impl] = jax.jit(make_train_step(model, optimizer, impl))
+        states[impl] = init_state(model, optimizer, jax.random.PRNGKey(0))
+        states[impl] = jax.block_until_ready(steps_fn[impl](states[impl], x, y)[0])  # compile and warm up
+    for _ in range(repeats):
+        for impl in samples:
+            tic = time.perf_counter()
+            for _ in range(steps):
+                states[impl], _ = steps_fn[impl](states[impl], x, y)
+            jax.block_until_ready(states[impl])
+            samples[impl].append(steps * batch / (time.perf_counter() - tic))
+    return {impl: statistics.median(s) for impl, s in samples.items()}
+
+
+def train_one(name: str, args) -> dict:
+    extra = {**ZOO_RECIPES[name], **(QUICK if args.quick else {})}
+    if args.epochs is not None:
+        extra["epochs"] = args.epochs
+    cfg = TrainConfig(
+        model=name, dataset=args.dataset, run_dir=str(args.runs_dir / name), overwrite=True, plots=False,
+        progress=False, **extra,
+    )  # fmt: skip
+    speed = step_speed(name, args.speed_batch)
+    tic = time.perf_counter()
+    result = train(cfg)
+    wall = time.perf_counter() - tic
+    params = jax.eval_shape(get_model(name).init, jax.random.PRNGKey(0))
+    return {
+        "model": name,
+        "params": sum(math.prod(p.shape) for p in jax.tree_util.tree_leaves(params)),
+        "images_per_s_manual": round(speed["manual"]),
+        "images_per_s_autodiff": round(speed["autodiff"]),
+        "epochs": cfg.epochs,
+        "wall_s": round(wall, 1),
+        "test_accuracy": result["test_accuracy"],
+        "recipe": extra,
+    }
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 3.6))
+    names = [r["model"] for r in rows]
+    ax_acc, ax_speed = fig.subplots(1, 2)
+    ax_acc.barh(names, [100 * r["test_accuracy"] for r in rows], color="tab:blue")
+    ax_acc.set_xlim(min(85.0, *(100 * r["test_accuracy"] - 1 for r in rows)), 100)
+    ax_acc.set_xlabel("test accuracy (%)")
+    for i, r in enumerate(rows):
+        ax_acc.text(100 * r["test_accuracy"], i, f" {100 * r['test_accuracy']:.2f}", va="center", fontsize=8)
+    ys = np.arange(len(rows))
+    ax_speed.barh(ys - 0.2, [r["images_per_s_manual"] for r in rows], height=0.4, label="manual")
+    ax_speed.barh(ys + 0.2, [r["images_per_s_autodiff"] for r in rows], height=0.4, label="autodiff")
+    ax_speed.set_yticks(ys, names)
+    ax_speed.set_xscale("log")
+    ax_speed.set_xlabel("training images/s (one jitted step)")
+    ax_speed.legend(fontsize=8)
+    fig.suptitle("seed-002 architectures on Fashion-MNIST, impl=manual")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> list[dict]:
+    args = parse_args(argv)
+    rows = []
+    for name in args.models:
+        rows.append(train_one(name, args))
+        r = rows[-1]
+        print(f"{name}: {r['epochs']} epoch(s) in {r['wall_s']:.1f} s, test accuracy {r['test_accuracy']:.4f}", flush=True)
+    print_table(
+        f"{args.dataset}: seed-002 architectures, impl=manual, recipes ZOO_RECIPES"
+        + (" (--quick: 2048 train / 512 test images)" if args.quick else ""),
+        ["model", "params", "img/s manual", "img/s autodiff", "manual/autodiff", "epochs", "wall s", "test acc"],
+        [[r["model"], r["params"], r["images_per_s_manual"], r["images_per_s_autodiff"],
+          f"{r['images_per_s_manual'] / r['images_per_s_autodiff']:.2f}", r["epochs"], f"{r['wall_s']:.1f}",
+          f"{r['test_accuracy']:.4f}"] for r in rows],
+    )  # fmt: skip
+    json_path = args.json or args.runs_dir / "zoo.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps({"quick": args.quick, "dataset": args.dataset, "rows": rows}, indent=2) + "\n")
+    plot(rows, json_path.with_suffix(".png"))
+    print(f"\nwrote {json_path} and {json_path.with_suffix('.png')}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
