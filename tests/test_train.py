@@ -21,7 +21,7 @@ from _synthetic import synthetic_images, write_synthetic_idx_dir
 
 # Pinned parameter counts (as the Flax MNIST example does): a change here is a change of architecture.
 PARAM_COUNTS = {
-    "lenet5": 61706, "lenet5_classic": 61750, "seed003": 2916, "seed004": 100, "cnn_small": 665962,
+    "lenet5": 61706, "lenet5_classic": 61750, "seed003": 2916, "seed004": 100, "cnn_small": 665962, "cnn_small_bn": 666282,
     "alexnet": 576650, "vgg": 813994, "vgg11": 1146410, "vgg16": 1525098, "googlenet": 167866,
     "resnet8": 77754, "resnet20": 272186, "densenet": 102298,
 }  # fmt: skip

@@ -29,6 +29,7 @@ MODELS: dict[str, Callable[..., Model]] = {
     "seed003": seed003,
     "seed004": seed004,
     "cnn_small": cnn_small,
+    "cnn_small_bn": functools.partial(cnn_small, batch_norm=True),
     "alexnet": alexnet,
     "vgg": vgg,
     "vgg11": functools.partial(vgg, depth=11),

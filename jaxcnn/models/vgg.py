@@ -29,12 +29,20 @@ def vgg(
     return Model(f"vgg{depth}", net, "softmax_cross_entropy", input_shape, num_classes)
 
 
-def cnn_small(num_classes: int = 10) -> Model:
-    """VGG-style: [conv3x3 32 x2, maxpool] [conv3x3 64 x2, maxpool] [conv3x3 128 dilation 2] -> 256 -> C."""
+def cnn_small(num_classes: int = 10, batch_norm: bool = False) -> Model:
+    """VGG-style: [conv3x3 32 x2, maxpool] [conv3x3 64 x2, maxpool] [conv3x3 128 dilation 2] -> 256 -> C.
+
+    With ``batch_norm`` (registered as cnn_small_bn) each convolution is followed by batch norm (and loses its
+    bias, which the norm's beta replaces).
+    """
+
+    def conv(width: int, **kw) -> list[Layer]:
+        return [Conv(width, 3, padding="SAME", bias=not batch_norm, **kw), *([BatchNorm()] if batch_norm else []), Relu]
+
     net = serial(
-        Conv(32, 3, padding="SAME"), Relu, Conv(32, 3, padding="SAME"), Relu, MaxPool(2),
-        Conv(64, 3, padding="SAME"), Relu, Conv(64, 3, padding="SAME"), Relu, MaxPool(2),
-        Conv(128, 3, padding="SAME", dilation=2), Relu, MaxPool(2, padding="SAME"),
+        *conv(32), *conv(32), MaxPool(2),
+        *conv(64), *conv(64), MaxPool(2),
+        *conv(128, dilation=2), MaxPool(2, padding="SAME"),
         Flatten, Dense(256), Relu, Dense(num_classes),
     )  # fmt: skip
-    return Model("cnn_small", net, "softmax_cross_entropy", num_classes=num_classes)
+    return Model("cnn_small_bn" if batch_norm else "cnn_small", net, "softmax_cross_entropy", num_classes=num_classes)
