@@ -212,7 +212,7 @@ class Serial(NamedTuple):
             state = self.init_state(x.shape)
             if jax.tree_util.tree_leaves(state):
                 self._missing_state()
-        return self._run(params, state or {}, x, impl=impl, train=False, key=None, taps=taps)[0]
+        return self._run(params, state, x, impl=impl, train=False, key=None, taps=taps)[0]
 
     def forward(
         self,
