@@ -3,7 +3,7 @@
 Each configuration (model, impl, batch, image size) runs in a fresh child process (``python -m
 jaxcnn.bench.scaling CONFIG_JSON``), so that its peak resident set size (``ru_maxrss``) belongs to that
 configuration alone: the child imports JAX, builds the model, compiles and times its training step, and prints
-one JSON line with images/s and its RSS before compiling and at the end (the peak).
+one JSON line with images/s, its RSS once the model and batch are built (before compiling) and its peak RSS.
 """
 
 from __future__ import annotations
@@ -17,10 +17,30 @@ from typing import Any
 MARKER = "JAXCNN_BENCH_SCALING "
 
 
-def _rss_mb() -> float:
-    """This process's peak RSS in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (2**20 if sys.platform == "darwin" else 2**10)
+def _status_mb(field: str) -> float | None:
+    """A memory line of /proc/self/status (Linux) in MiB, None elsewhere."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 2**10
+    except OSError:
+        return None
+    return None
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS in MiB: VmHWM on Linux, where ru_maxrss of a child started by fork + exec
+    still counts the parent's resident pages at the fork; ru_maxrss elsewhere (bytes on macOS)."""
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def _rss_now_mb() -> float:
+    now = _status_mb("VmRSS")
+    return _peak_rss_mb() if now is None else now
 
 
 def _child(config: dict[str, Any]) -> dict[str, Any]:
@@ -32,7 +52,7 @@ def _child(config: dict[str, Any]) -> dict[str, Any]:
     size = config["size"]
     model = get_model(config["model"], input_shape=(size, size, 1))
     variant = cases.jax_step_variant(model, config["impl"], config["batch"])
-    rss_setup = _rss_mb()
+    rss_setup = _rss_now_mb()
     result = timing.compare({"step": variant}, repeats=config["repeats"], min_time=config["min_time"])["step"]
     return {
         **config,
@@ -42,7 +62,7 @@ def _child(config: dict[str, Any]) -> dict[str, Any]:
         "compile_s": result.compile_s,
         "calls_per_repeat": result.calls_per_repeat,
         "rss_setup_mb": rss_setup,
-        "peak_rss_mb": _rss_mb(),
+        "peak_rss_mb": _peak_rss_mb(),
         "device_kind": jax.devices()[0].device_kind,
     }
 
