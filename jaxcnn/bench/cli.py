@@ -93,6 +93,7 @@ def machine_meta(settings: Settings, argv: Sequence[str]) -> dict:
         "jaxlib": jaxlib.__version__,
         "torch": torch_models.version(),
         "torch_threads": torch_threads,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "load_before": list(os.getloadavg()),
     }
 
@@ -104,7 +105,8 @@ def run(settings: Settings, argv: Sequence[str] = (), out=print) -> tuple[dict, 
     meta = machine_meta(settings, argv)
     device = f"{meta['device_kind']} ({meta['backend']})"
     out(f"jaxcnn bench on {device}, {meta['cpu_count']} CPUs, jax {meta['jax']}, torch {meta['torch']}; "
-        f"load average {meta['load_before'][0]:.2f} at the start")  # fmt: skip
+        f"load average {meta['load_before'][0]:.2f} at the start"
+        + (f"; XLA_FLAGS={meta['xla_flags']}" if meta["xla_flags"] else ""))  # fmt: skip
     rows: list[dict] = []
     tic = time.perf_counter()
     compare = dict(repeats=settings.repeats, min_time=settings.min_time, warmup=settings.warmup, max_time=settings.max_time)
