@@ -172,7 +172,7 @@ def run(settings: Settings, argv: Sequence[str] = (), out=print) -> tuple[dict, 
                            rss_setup_mb=result["rss_setup_mb"], peak_rss_mb=result["peak_rss_mb"])  # fmt: skip
             rows.append(row)
         out(f"\nScaling of the {settings.scaling_model} training step with batch size and image size, each in a "
-            f"fresh process (peak RSS = its ru_maxrss), on {device}")  # fmt: skip
+            f"fresh process (peak RSS: its VmHWM), on {device}")  # fmt: skip
         out(report.scaling_table(rows))
 
     meta["load_after"] = list(os.getloadavg())
