@@ -258,7 +258,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     mesh = parallel.make_mesh(cfg.devices)
     parallel.check_divisible(cfg.batch_size, mesh)
     processes, primary = jax.process_count(), jax.process_index() == 0
-    mode = default_epoch_mode() if cfg.epoch_mode == "auto" and processes == 1 else cfg.epoch_mode
+    mode = default_epoch_mode(cfg.impl) if cfg.epoch_mode == "auto" and processes == 1 else cfg.epoch_mode
     if processes > 1 and mode != "loop":
         if cfg.epoch_mode == "scan":
             raise ValueError("epoch_mode 'scan' keeps the whole training set on every device: it needs one process")
