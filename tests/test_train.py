@@ -50,10 +50,10 @@ def small_config(tmp_path: Path, idx_dir: Path, **overrides) -> TrainConfig:
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_param_count_and_output_shape(name):
     model = get_model(name)
-    params = model.init(jax.random.PRNGKey(0))
+    params = jax.eval_shape(model.init, jax.random.PRNGKey(0))  # shapes only: no initialiser or conv runs
     assert sum(p.size for p in jax.tree_util.tree_leaves(params)) == PARAM_COUNTS[name]
-    x = jnp.zeros((3, *model.input_shape))
-    assert model.apply(params, x, state=model.init_state()).shape == (3, 10)
+    x = jax.ShapeDtypeStruct((3, *model.input_shape), jnp.float32)
+    assert jax.eval_shape(lambda p, x: model.apply(p, x, state=model.init_state()), params, x).shape == (3, 10)
 
 
 def test_model_rejects_wrong_input_shape():
@@ -281,7 +281,7 @@ def test_seed002_architectures_learn_in_a_few_steps(name):
     residual add and the channel concat): 16 Adam steps on one batch bring its training loss down by a fifth."""
     model = get_model(name)
     optimizer = optax.adam(1e-3)
-    images, labels = synthetic_images(32, seed=3)
+    images, labels = synthetic_images(16, seed=3)
     x = jnp.asarray(images[..., None] / 255.0, jnp.float32)
     y = jnp.asarray(labels, jnp.int32)
     step = jax.jit(make_train_step(model, optimizer, "manual", rng_key=jax.random.PRNGKey(1)))
@@ -294,4 +294,4 @@ def test_seed002_architectures_learn_in_a_few_steps(name):
     if jax.tree_util.tree_leaves(state.model_state):  # batch norm's running statistics moved
         assert not np.allclose(jax.tree_util.tree_leaves(state.model_state)[0], jax.tree_util.tree_leaves(model.init_state())[0])
     logits = model.apply(state.params, x, state=state.model_state)
-    assert logits.shape == (32, 10) and np.isfinite(np.asarray(logits)).all()
+    assert logits.shape == (16, 10) and np.isfinite(np.asarray(logits)).all()
