@@ -88,7 +88,7 @@ def test_smoke_run_writes_tables_json_and_chart_without_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
-    for title in ("Per op", "Training step", "One epoch", "Scaling"):
+    for title in ("Per op", "Training step", "One epoch", "Scaling", "Data-parallel training step"):
         assert title in text
     step_lines = [line for line in text.splitlines() if line.startswith("lenet5 ")]
     assert any("missing" in line for line in step_lines), text
@@ -97,7 +97,7 @@ def test_smoke_run_writes_tables_json_and_chart_without_torch(tmp_path):
     assert data["meta"]["torch"] == "missing" and data["meta"]["mode"] == "smoke"
     assert {"backend", "device_kind", "load_before", "load_after", "jax"} <= set(data["meta"])
     rows = data["rows"]
-    assert {r["section"] for r in rows} == {"ops", "step", "epoch", "scaling"}
+    assert {r["section"] for r in rows} == {"ops", "step", "epoch", "scaling", "devices"}
     for row in rows:
         assert ROW_KEYS <= set(row)
         assert TIMED_KEYS <= set(row) or "status" in row, row
@@ -109,6 +109,9 @@ def test_smoke_run_writes_tables_json_and_chart_without_torch(tmp_path):
                                                                       "autodiff loop"}  # fmt: skip
     scaling = [r for r in rows if r["section"] == "scaling"]
     assert scaling and all(r["peak_rss_mb"] > 0 for r in scaling)
+    devices = [r for r in rows if r["section"] == "devices"]
+    assert [r["devices"] for r in devices] == [1, 2] and all(r["images_per_s"] > 0 for r in devices), devices
+    assert "not a speed claim" in text  # simulated CPU devices are labelled as a correctness check
     assert out.with_suffix(".png").stat().st_size > 0
 
 

@@ -203,6 +203,30 @@ def jax_step_variant(model, impl: str, batch: int, seed: int = 0) -> Variant:
     return Variant(call, compile=lambda: _compile(step, holder["state"], x, y))
 
 
+def sharded_step_variant(model, impl: str, batch: int, devices: int, seed: int = 0) -> Variant:
+    """The training step data parallel over a mesh of ``devices`` devices, jitted as jaxcnn.train.run does."""
+    from jaxcnn.train import parallel
+
+    mesh = parallel.make_mesh(devices)
+    parallel.check_divisible(batch, mesh)
+    replicated, split = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+    opt = optimizer()
+    step = jax.jit(
+        make_train_step(model, opt, impl),
+        in_shardings=(replicated, split, split),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
+    x, y = parallel.global_batch(mesh, *map(np.asarray, synthetic_batch(model, batch, seed)))
+    holder = {"state": parallel.replicate(init_state(model, opt, jax.random.PRNGKey(seed)), mesh)}
+
+    def call():
+        holder["state"], metrics = step(holder["state"], x, y)
+        return metrics
+
+    return Variant(call, compile=lambda: _compile(step, holder["state"], x, y))
+
+
 def step_variants(name: str, batch: int, impls: tuple[str, ...] = IMPLS, torch: bool = True) -> tuple[dict[str, Variant], str]:
     """{"manual", "autodiff"[, "pytorch"]} training steps of model ``name``; the second value says why the
     PyTorch variant is absent ("" when present)."""

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-SECTIONS = ("ops", "step", "epoch", "scaling")
+SECTIONS = ("ops", "step", "epoch", "scaling", "devices")
 STEP_MODELS = ("lenet5", "lenet5_classic", "cnn_small")
 
 
@@ -36,6 +36,7 @@ class Settings:
     scaling_impls: tuple[str, ...] = ("manual", "autodiff")
     scaling_batches: tuple[int, ...] = (1, 8, 32, 128, 512, 1024)
     scaling_sizes: tuple[int, ...] = (28, 56, 84, 112)
+    device_counts: tuple[int, ...] = (1, 2, 4, 8)  # data-parallel mesh sizes; simulated CPU devices on a CPU host
     torch: bool = True
 
     @classmethod
@@ -47,9 +48,10 @@ class Settings:
         presets = {
             "full": {},
             "quick": dict(repeats=3, min_time=0.15, max_time=4.0, default_epoch_steps=10, epoch_skip=("cnn_small",),
-                          scaling_impls=("manual",), scaling_batches=(1, 128, 1024), scaling_sizes=(28, 112)),
+                          scaling_impls=("manual",), scaling_batches=(1, 128, 1024), scaling_sizes=(28, 112),
+                          device_counts=(1, 8)),
             "smoke": dict(repeats=1, min_time=0.01, max_time=None, batch=8, epoch_steps={}, default_epoch_steps=2,
-                          scaling_impls=("manual",), scaling_batches=(2,), scaling_sizes=(32,)),
+                          scaling_impls=("manual",), scaling_batches=(2,), scaling_sizes=(32,), device_counts=(1, 2)),
         }  # fmt: skip
         if mode not in presets:
             raise ValueError(f"mode must be one of {sorted(presets)}, got {mode!r}")
@@ -174,6 +176,31 @@ def run(settings: Settings, argv: Sequence[str] = (), out=print) -> tuple[dict, 
         out(f"\nScaling of the {settings.scaling_model} training step with batch size and image size, each in a "
             f"fresh process (peak RSS: its VmHWM), on {device}")  # fmt: skip
         out(report.scaling_table(rows))
+
+    if "devices" in settings.sections:
+        import jax
+
+        simulated = jax.default_backend() == "cpu"
+        for n in settings.device_counts:
+            config = {"model": settings.scaling_model, "impl": "manual", "batch": settings.batch, "size": 28,
+                      "repeats": settings.repeats, "min_time": settings.min_time, "devices": n,
+                      "simulated_devices": n if simulated else 0}  # fmt: skip
+            result = scaling.run_config(config)
+            row = {"section": "devices", "name": config["model"], "shape": "28x28x1", "variant": "manual",
+                   "batch": settings.batch, "devices": n}  # fmt: skip
+            if "error" in result:
+                row["status"] = f"error: {result['error']}"
+            else:
+                row.update(median_s=result["median_s"], min_s=result["min_s"], max_s=result["max_s"],
+                           images_per_s=settings.batch / result["median_s"], repeats=settings.repeats,
+                           calls_per_repeat=result["calls_per_repeat"])  # fmt: skip
+            rows.append(row)
+        what = (
+            "simulated CPU devices sharing this host's cores: a check that the sharded step runs and scales "
+            "correctly, not a speed claim" if simulated else f"{device} devices: the scaling curve"
+        )
+        out(f"\nData-parallel training step over a mesh of N devices ({what}), global batch {settings.batch}")
+        out(report.devices_table(rows))
 
     meta["load_after"] = list(os.getloadavg())
     meta["wall_s"] = time.perf_counter() - tic

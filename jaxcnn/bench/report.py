@@ -124,6 +124,18 @@ def scaling_table(rows: list[dict]) -> str:
     return format_table(["model", "impl", "batch", "image", "img/s", "spread", "RSS before MiB", "peak RSS MiB"], table)
 
 
+def devices_table(rows: list[dict]) -> str:
+    table = []
+    base = next((r for r in rows if r["section"] == "devices" and r.get("devices") == 1 and r.get("images_per_s")), None)
+    for r in (r for r in rows if r["section"] == "devices"):
+        if r.get("median_s") is None:
+            table.append([r["name"], r["variant"], r["devices"], r["batch"], r.get("status", "-"), "-", "-"])
+            continue
+        ratio = f"{r['images_per_s'] / base['images_per_s']:.2f}" if base else "-"
+        table.append([r["name"], r["variant"], r["devices"], r["batch"], f"{r['images_per_s']:,.0f}", _spread(r), ratio])
+    return format_table(["model", "impl", "devices", "global batch", "img/s", "spread", "vs 1 device"], table)
+
+
 def write_json(path: Path, meta: dict, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")

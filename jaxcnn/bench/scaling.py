@@ -9,6 +9,7 @@ one JSON line with images/s, its RSS once the model and batch are built (before 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -51,7 +52,10 @@ def _child(config: dict[str, Any]) -> dict[str, Any]:
 
     size = config["size"]
     model = get_model(config["model"], input_shape=(size, size, 1))
-    variant = cases.jax_step_variant(model, config["impl"], config["batch"])
+    if config.get("devices"):
+        variant = cases.sharded_step_variant(model, config["impl"], config["batch"], config["devices"])
+    else:
+        variant = cases.jax_step_variant(model, config["impl"], config["batch"])
     rss_setup = _rss_now_mb()
     result = timing.compare({"step": variant}, repeats=config["repeats"], min_time=config["min_time"])["step"]
     return {
@@ -68,11 +72,18 @@ def _child(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_config(config: dict[str, Any], timeout_s: float = 600.0) -> dict[str, Any]:
-    """Run one configuration in a child process; on failure the row carries an "error" instead of timings."""
+    """Run one configuration in a child process; on failure the row carries an "error" instead of timings.
+
+    A config with "simulated_devices": N starts the child with N host-platform CPU devices (XLA_FLAGS).
+    """
+    env = dict(os.environ)
+    if config.get("simulated_devices"):
+        flags = env.get("XLA_FLAGS", "")
+        env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={config['simulated_devices']}".strip()
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "jaxcnn.bench.scaling", json.dumps(config)],
-            capture_output=True, text=True, timeout=timeout_s,
+            capture_output=True, text=True, timeout=timeout_s, env=env,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
         return {**config, "error": f"timed out after {timeout_s:.0f} s"}
