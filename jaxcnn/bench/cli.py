@@ -192,7 +192,7 @@ def run(settings: Settings, argv: Sequence[str] = (), out=print) -> tuple[dict, 
                 row["status"] = f"error: {result['error']}"
             else:
                 row.update(median_s=result["median_s"], min_s=result["min_s"], max_s=result["max_s"],
-                           images_per_s=settings.batch / result["median_s"], repeats=settings.repeats,
+                           images_per_s=settings.batch / result["median_s"], compile_s=result["compile_s"], repeats=settings.repeats,
                            calls_per_repeat=result["calls_per_repeat"])  # fmt: skip
             rows.append(row)
         what = (
