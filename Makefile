@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 FASHION_DIR := /usr/share/datasets/fashion-mnist
-TRAIN_ARGS ?= --model lenet5 --dataset fashion_mnist --epochs 10 --impl manual --flip
+TRAIN_ARGS ?= --model lenet5 --dataset fashion_mnist --epochs 10 --impl manual --flip --epoch-mode loop
 
 .PHONY: train test gradcheck data install
 
