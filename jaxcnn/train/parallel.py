@@ -13,7 +13,6 @@ rows of every global batch (``global_batch``).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
@@ -97,8 +96,3 @@ def process_slice(num_examples: int) -> slice:
 def local_batch_size(batch_size: int) -> int:
     """Rows of each global batch that this process supplies."""
     return batch_size // jax.process_count()
-
-
-def padded_chunks(num_examples: int, chunk: int) -> int:
-    """How many chunks of ``chunk`` rows cover ``num_examples`` (the last one padded)."""
-    return max(1, math.ceil(num_examples / chunk))
