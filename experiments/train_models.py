@@ -14,9 +14,8 @@ included), training images/s of the last epoch, final test accuracy; and writes 
 
 Time on the 2-core CPU: --quick under a minute (images/s then includes compilation); the full run about an
 hour: lenet5 and lenet5_classic about 2.5 min each, seed003 and seed004 under 20 s each, cnn_small about
-50 s per epoch through ``python -m jaxcnn`` (15 epochs, 13 min; this script does not set the CLI's Eigen flag:
-run it with XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution for that speed),
-cnn_small_bn about 2.5 min per epoch (8 epochs).
+50 s per epoch (15 epochs, 13 min), cnn_small_bn about 2.5 min per epoch (8 epochs). Like ``python -m jaxcnn``
+it prefers Eigen's CPU convolutions (jaxcnn.xla_flags).
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ import jax
 from _common import REPO, print_table
 from jaxcnn.models import MODELS, get_model
 from jaxcnn.train import TrainConfig, train
+from jaxcnn.xla_flags import prefer_eigen_convolutions
 
 # The recipes behind the README's table: TrainConfig fields per model (the rest are TrainConfig's defaults).
 RECIPES = {
@@ -89,6 +89,7 @@ def train_one(name: str, args) -> dict:
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
+    prefer_eigen_convolutions()
     rows = []
     for name in args.models:
         rows.append(train_one(name, args))

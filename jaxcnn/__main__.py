@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Sequence
+
+from jaxcnn.xla_flags import prefer_eigen_convolutions
 
 
 def _gradcheck(argv: Sequence[str]) -> int:
@@ -53,23 +54,6 @@ def _bench(argv: Sequence[str]) -> int:
 
 
 COMMANDS = {"train": _train, "gradcheck": _gradcheck, "bench": _bench}
-
-
-# XLA:CPU runs every convolution in YNNPACK when it can; its kernel gradients (the correlation of the input
-# with the residual delta) run there at about a third of Eigen's speed, and they dominate training. Measured
-# with jaxlib 0.10 (cnn_small, the epoch as one lax.scan): 582 img/s with YNNPACK convolutions, 1,156 with
-# Eigen's. Only jaxlib 0.10 is known to have the flag (XLA aborts on an unknown one); a user's own setting of it
-# in XLA_FLAGS is left alone.
-EIGEN_CONVOLUTIONS = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
-
-
-def prefer_eigen_convolutions() -> None:
-    """Add EIGEN_CONVOLUTIONS to XLA_FLAGS (before JAX starts its backend) on jaxlib 0.10."""
-    from jaxlib import version
-
-    flags = os.environ.get("XLA_FLAGS", "")
-    if version.__version__.startswith("0.10.") and "ynn_fusion_type" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} {EIGEN_CONVOLUTIONS}".strip()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

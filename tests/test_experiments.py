@@ -104,3 +104,17 @@ def test_zoo_quick(tmp_path, capsys):
     assert row["images_per_s_manual"] > 0 and row["images_per_s_autodiff"] > 0 and row["test_accuracy"] > 0.3
     assert json.loads((tmp_path / "zoo.json").read_text())["rows"][0]["model"] == "lenet5"
     assert (tmp_path / "zoo.png").stat().st_size > 10_000
+
+
+@needs_data
+def test_zoo_reuses_a_finished_run_of_the_same_recipe_only(tmp_path, capsys):
+    import zoo
+
+    argv = ["--quick", "--models", "lenet5", "--speed-batch", "8", "--runs-dir", str(tmp_path)]
+    (trained,) = zoo.main(argv)
+    (reused,) = zoo.main([*argv, "--reuse"])
+    assert not trained["reused_run"] and reused["reused_run"]
+    assert reused["test_accuracy"] == trained["test_accuracy"] and reused["wall_s"] == trained["wall_s"]
+    assert "reused from its run directory" in capsys.readouterr().out
+    (other,) = zoo.main([*argv, "--reuse", "--epochs", "2"])  # another recipe: trained again, not reused
+    assert not other["reused_run"] and other["epochs"] == 2

@@ -137,6 +137,9 @@ def test_training_job_writes_a_run_directory_and_learns(tmp_path, idx_dir):
     assert [r["epoch"] for r in epoch_ends] == [0, 1, 2]
     assert records[0]["train_loss"] > epoch_ends[-1]["train_loss"]
     assert json.loads((run / "config.json").read_text())["model"] == "lenet5"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test_accuracy"] == result["test_accuracy"] and summary["epoch"] == 2
+    assert summary["wall_seconds"] == result["wall_seconds"] >= sum(r["epoch_seconds"] for r in epoch_ends) > 0
     assert list((run / "tb").iterdir()), "TensorBoard event files"
     for png in ("curves.png", "kernels.png", "feature_maps.png", "residual_maps.png"):
         assert (run / png).stat().st_size > 1000

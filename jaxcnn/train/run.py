@@ -7,6 +7,7 @@ Run directory layout:
     tb/                TensorBoard event files (tensorboardX)
     checkpoints/       orbax checkpoints of {params, opt_state, step} plus the config they belong to
     *.png              loss/accuracy curves, first-layer kernels, feature maps and residual maps of one image
+    summary.json       written last, when the run completes: the final metrics and the job's wall time
 """
 
 from __future__ import annotations
@@ -251,6 +252,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     Data parallel over a mesh of ``cfg.devices`` devices (see jaxcnn.train.parallel); with several processes
     each loads its slice of the data, and process 0 alone writes the run directory's files.
     """
+    started = time.perf_counter()
     if cfg.distributed:
         parallel.initialize_distributed(cfg.coordinator_address, cfg.num_processes, cfg.process_id)
     get_model(cfg.model)  # an unknown name fails before anything is written
@@ -398,7 +400,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         from jaxcnn.train import plots
 
         write_plots(plots, model, state, log.records, test_ds, run_dir, cfg.impl)
-    return {**final, "run_dir": str(run_dir), "epoch_mode": mode, "devices": mesh.size, "processes": processes}
+    summary = {
+        **final, "epoch_mode": mode, "devices": mesh.size, "processes": processes,
+        "wall_seconds": time.perf_counter() - started,  # this call's: data, compilation, evaluation, checkpoints, plots
+    }  # fmt: skip
+    if primary:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return {**summary, "run_dir": str(run_dir)}
 
 
 def write_plots(plots, model: Model, state: TrainState, records: list[dict], test_ds, run_dir: Path, impl: str) -> None:
