@@ -201,8 +201,12 @@ def cli_runs(data_dir, tmp_path_factory) -> dict:
     interrupted = InterruptedRun(
         tmp_path_factory.mktemp("interrupted") / "run",
         env,
-        kill_after_step=rng.randrange(CHECKPOINT_EVERY, TOTAL_STEPS - 3 * CHECKPOINT_EVERY),
-        kill_delay=rng.uniform(0.0, 0.3),
+        # The toy takes milliseconds a step: during the delay the run goes on for a machine-dependent number of
+        # steps, and the SIGTERM that follows must still land before the last one. Regression: a kill after
+        # step 156 with 0.25 s of delay let the run reach checkpoint 180, and the SIGTERM then came after step
+        # 191, too late to stop anything (seen on a loaded 2-core machine).
+        kill_after_step=rng.randrange(CHECKPOINT_EVERY, TOTAL_STEPS - 8 * CHECKPOINT_EVERY),
+        kill_delay=rng.uniform(0.0, 0.05),
     )
     thread = threading.Thread(target=interrupted.run, args=(data_dir,), daemon=True)
     thread.start()
