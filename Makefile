@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 FASHION_DIR := /usr/share/datasets/fashion-mnist
-TRAIN_ARGS ?= --model lenet5 --dataset fashion_mnist --epochs 10 --impl manual --flip --epoch-mode loop
+TRAIN_ARGS ?= --model lenet5 --dataset fashion_mnist --epochs 30 --batch-size 64 --learning-rate 2e-3 --flip --crop-pad 1 --impl manual
 
 .PHONY: train test gradcheck data install
 

@@ -42,7 +42,7 @@ from jaxcnn.xla_flags import prefer_eigen_convolutions
 AUGMENT = dict(flip=True, crop_pad=2)
 # TrainConfig fields per architecture on top of TrainConfig's defaults (Adam 1e-3, cosine decay, batch 32).
 ZOO_RECIPES = {
-    "lenet5": dict(epochs=10, flip=True),
+    "lenet5": dict(epochs=30, batch_size=64, learning_rate=2e-3, flip=True, crop_pad=1),
     "alexnet": dict(epochs=10, batch_size=64, **AUGMENT),
     "vgg": dict(epochs=10, batch_size=64, weight_decay=5e-4, **AUGMENT),
     "googlenet": dict(epochs=5, batch_size=64, flip=True),
