@@ -13,9 +13,9 @@ included), training images/s of the last epoch, final test accuracy; and writes 
 (--json, default runs/experiments/train_models.json).
 
 Time on the 2-core CPU: --quick under a minute (images/s then includes compilation); the full run about an
-hour: lenet5 about 1 min 45 s (30 epochs), lenet5_classic about 2.5 min, seed003 and seed004 under 20 s each, cnn_small about
-50 s per epoch (15 epochs, 13 min), cnn_small_bn about 2.5 min per epoch (8 epochs). Like ``python -m jaxcnn``
-it prefers Eigen's CPU convolutions (jaxcnn.xla_flags).
+hour: lenet5 about 1 min 45 s (30 epochs), lenet5_classic about 2.5 min, seed003 and seed004 under 20 s each,
+cnn_small about 50 s per epoch (15 epochs, 13 min), cnn_small_bn about 2.5 min per epoch (8 epochs). Like
+``python -m jaxcnn`` it prefers Eigen's CPU convolutions (jaxcnn.xla_flags).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 from pathlib import Path
 
 import jax
@@ -70,16 +69,14 @@ def train_one(name: str, args) -> dict:
         overwrite=True, plots=False, progress=False, **extra,
     )  # fmt: skip
     params = jax.eval_shape(get_model(name).init, jax.random.PRNGKey(0))  # shapes only, no initialisers run
-    tic = time.perf_counter()
     result = train(cfg)
-    wall = time.perf_counter() - tic
     return {
         "model": name,
         "params": sum(math.prod(p.shape) for p in jax.tree_util.tree_leaves(params)),
         "epochs": cfg.epochs,
         "batch_size": cfg.batch_size,
         "train_images": result["step"] * cfg.batch_size // cfg.epochs,
-        "wall_s": round(wall, 1),
+        "wall_s": round(result["wall_seconds"], 1),
         "images_per_s": round(result["images_per_s"]),
         "test_accuracy": result["test_accuracy"],
         "test_loss": result["test_loss"],
