@@ -1,5 +1,7 @@
-"""The specialised backward paths, each against the autodiff twin and against the general path it replaces.
+"""The specialised forward and backward paths, each against the autodiff twin and the general path it replaces.
 
+* conv2d forward of thin correlations: the sum over taps and the width-blocked correlation
+  (``conv.forward_path`` names the path taken);
 * conv2d input gradient: col2im for few channels, the polyphase form for strided convs, the group-by-group
   split (``conv.input_grad_path`` names the path taken);
 * conv2d kernel gradient: the explicitly canonical (NHWC/HWIO) correlation, also inside lax.scan;
@@ -31,6 +33,86 @@ def _geometry(x_shape, w_shape, stride, padding, dilation=1, groups=1) -> conv.C
 
 def _relative(a, b) -> float:
     return float(jnp.max(jnp.abs(a - b)) / max(float(jnp.max(jnp.abs(b))), 1e-300))
+
+
+# ---------------------------------------------------------------- conv2d: forward paths
+
+FORWARD_GEOMETRIES = [
+    # (x shape without channels, kernel hw, stride, padding, dilation)
+    ((2, 9, 8), (3, 3), 1, "SAME", 1),
+    ((2, 10, 9), (5, 5), 1, "VALID", 1),
+    ((1, 11, 10), (3, 2), (2, 1), ((2, 0), (1, 3)), (2, 1)),  # stride and dilation along the height only
+    ((2, 7, 13), (2, 4), 1, ((0, 1), (3, 2)), 1),  # asymmetric padding; blocks past the padded width
+    ((1, 5, 5), (1, 1), 1, "VALID", 1),
+    ((2, 12, 11), (3, 3), (2, 3), "SAME", (1, 2)),  # strided and dilated along the width: no blocking
+]
+
+
+def _forward_case(x_hw, k, stride, padding, dilation, c_in, c_out, seed=11):
+    x, w, b = _arrays(seed, [(*x_hw, c_in), (*k, c_in, c_out), (c_out,)], jnp.float64)
+    return x, w, b, _geometry(x.shape, w.shape, stride, padding, dilation)
+
+
+@pytest.mark.parametrize("x_hw, k, stride, padding, dilation", FORWARD_GEOMETRIES)
+@pytest.mark.parametrize("c_in, c_out", [(1, 6), (2, 3), (3, 1)])
+def test_tap_sum_forward(x_hw, k, stride, padding, dilation, c_in, c_out):
+    x, w, b, geom = _forward_case(x_hw, k, stride, padding, dilation, c_in, c_out)
+    fast = jax.jit(lambda x, w: conv.tap_sum_correlate(x, w, geom))(x, w)
+    assert fast.shape == conv.correlate(x, w, geom).shape
+    assert _relative(fast, conv.correlate(x, w, geom)) < 1e-13
+    assert (conv.forward_path(w.shape, geom) == "tap_sum") == (np.prod(w.shape) <= conv.TAP_SUM_MAX_MACS)
+    kw = dict(stride=stride, padding=padding, dilation=dilation)
+    assert_twins_agree(lambda impl, *a: ops.conv2d(*a, impl=impl, **kw), (x, w, b), jnp.float64)
+
+
+@pytest.mark.parametrize("x_hw, k, stride, padding, dilation", [g for g in FORWARD_GEOMETRIES if g[2] in (1, (2, 1))])
+@pytest.mark.parametrize("r", [2, 3, 4])
+def test_width_blocked_forward(x_hw, k, stride, padding, dilation, r):
+    x, w, b, geom = _forward_case(x_hw, k, stride, padding, dilation, 3, 5)
+    fast = jax.jit(lambda x, w: conv.width_blocked_correlate(x, w, geom, r))(x, w)
+    assert _relative(fast, conv.correlate(x, w, geom)) < 1e-13
+
+
+def test_width_blocked_kernel_places_each_tap_once():
+    """K[a, j, (p, i), (q, o)] = w[a, r j + p - q, i, o]: every tap appears once per output column q."""
+    w = jnp.arange(2 * 3 * 2 * 2, dtype=jnp.float64).reshape(2, 3, 2, 2) + 1
+    r = 2
+    blocked = conv.width_blocked_kernel(w, r).reshape(2, 2, r, 2, r, 2)  # (a, j, p, i, q, o)
+    for q in range(r):
+        for t in range(4):  # t = r j + p
+            expected = w[:, t - q] if 0 <= t - q < 3 else jnp.zeros_like(w[:, 0])
+            np.testing.assert_array_equal(blocked[:, t // r, t % r, :, q, :], expected)
+
+
+@pytest.mark.parametrize(
+    "w_shape, stride, dilation, groups, path",
+    [
+        ((5, 5, 1, 6), 1, 1, 1, "tap_sum"),  # LeNet-5's first layer
+        ((3, 3, 1, 32), (2, 2), 1, 1, "convolution"),  # 288 multiply-adds; strided width: no blocking
+        ((3, 3, 1, 32), (2, 1), 1, 1, "width_blocked"),
+        ((5, 5, 6, 16), 1, 1, 1, "width_blocked"),
+        ((5, 5, 6, 16), 1, (1, 2), 1, "convolution"),
+        ((3, 3, 4, 8), 1, 1, 2, "convolution"),  # groups
+        ((3, 3, 32, 32), 1, 1, 1, "convolution"),  # wide enough for XLA's convolution
+    ],
+)
+def test_forward_path_choice(w_shape, stride, dilation, groups, path):
+    x_shape = (1, 16, 16, w_shape[2] * groups)
+    geom = _geometry(x_shape, w_shape, stride, "SAME", dilation, groups)
+    assert conv.forward_path(w_shape, geom) == path
+    assert (conv.width_block_factor(w_shape, geom) > 1) == (path == "width_blocked") or path == "tap_sum"
+
+
+def test_tap_sum_accumulates_low_precision_in_float32():
+    """bfloat16 inputs: the 25-term sum is accumulated in float32 and rounded once, so each output is within
+    one bfloat16 ulp (2^-8 relative) of the exact sum of the bfloat16 inputs (a bfloat16 running sum is not)."""
+    x, w, _, geom = _forward_case((2, 12, 12), (5, 5), 1, "SAME", 1, 1, 6)
+    assert conv.forward_path(w.shape, geom) == "tap_sum"
+    x16, w16 = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+    fast = conv.tap_sum_correlate(x16, w16, geom)
+    exact = conv.correlate(x16.astype(jnp.float64), w16.astype(jnp.float64), geom)
+    assert fast.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(fast, np.float64), np.asarray(exact), rtol=2**-8, atol=1e-5)
 
 
 # ---------------------------------------------------------------- conv2d: input gradient paths

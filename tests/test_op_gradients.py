@@ -2,7 +2,8 @@
 
 Hypothesis draws the hyper-parameters (stride 1-3, every padding form including asymmetric pairs, dilation
 1-3, groups, odd and non-square sizes, overlapping pool windows, output_padding); the forwards of both impls
-must be identical and the gradients w.r.t. every array argument agree to 1e-10 (float64) / 1e-5 (float32).
+agree to round-off (the manual conv may sum a thin correlation in another order, see conv.forward_path) and the
+gradients w.r.t. every array argument to 1e-10 (float64) / 1e-5 (float32).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from jaxcnn import gradcheck, ops
 
 F64_TOL = 1e-10
 F32_TOL = 1e-5
+# Forwards: relative to max|out|; a different summation order, never a different sum.
+FORWARD_TOL = {"float64": 1e-13, "float32": 1e-6}
 
 
 def _arrays(seed: int, shapes, dtype, quantize: bool = False):
@@ -32,7 +35,8 @@ def _arrays(seed: int, shapes, dtype, quantize: bool = False):
 
 
 def assert_twins_agree(call, args, dtype=jnp.float64, seed=0):
-    """Identical forwards; grads of sum(out * c) w.r.t. every argument agree within the dtype's tolerance."""
+    """Forwards equal up to FORWARD_TOL; grads of sum(out * c) w.r.t. every argument agree within the dtype's
+    tolerance."""
     out_shape = jax.eval_shape(lambda *a: call("autodiff", *a), *args).shape
     c = jnp.asarray(np.random.default_rng(seed + 1).normal(size=out_shape), dtype)
     argnums = tuple(range(len(args)))
@@ -44,7 +48,8 @@ def assert_twins_agree(call, args, dtype=jnp.float64, seed=0):
 
     out_m, g_m = jax.jit(lambda: forward_and_grads("manual"))()
     out_a, g_a = jax.jit(lambda: forward_and_grads("autodiff"))()
-    np.testing.assert_array_equal(np.asarray(out_m), np.asarray(out_a))
+    scale = max(float(jnp.max(jnp.abs(out_a))), 1.0) if out_a.size else 1.0
+    np.testing.assert_allclose(np.asarray(out_m), np.asarray(out_a), rtol=0, atol=FORWARD_TOL[jnp.dtype(dtype).name] * scale)
     tol = F64_TOL if dtype == jnp.float64 else F32_TOL
     # Errors are relative to max|grad|, floored at max|c|: where an activation saturates (tanh(30 x))
     # every gradient entry is round-off of a number ~1e-20 and a plain relative error means nothing.

@@ -16,7 +16,9 @@ In code the rotation is ``w[::-1, ::-1]`` and the in/out channel swap is done gr
 
 Each sum is evaluated in the form XLA runs fastest (measured with ``python -m jaxcnn bench``): dE/dx group by
 group, by col2im for few channels, polyphase for strides (``correlate_input_grad``, ``input_grad_path``);
-dE/dk as one correlation already in NHWC/HWIO form (``correlate_kernel_grad``).
+dE/dk as one correlation already in NHWC/HWIO form (``correlate_kernel_grad``). The manual forward, too, evaluates
+thin correlations (few channels) as a sum over taps or with columns folded into channels (``forward_path``); the
+autodiff twin keeps XLA's convolution, so the two forwards agree to round-off, not bit for bit.
 """
 
 from __future__ import annotations
@@ -42,6 +44,12 @@ MAX_SPLIT_GROUPS = 8
 # An input gradient with at most this many channels (per group) is computed by col2im (multiply, then
 # overlap-add): Eigen and YNNPACK run convolutions with so few output channels far below their speed.
 COL2IM_MAX_CHANNELS = 8
+# The manual forward of a thin correlation (few channels) avoids XLA:CPU's convolution, which runs such shapes far
+# below its speed (``forward_path``): a sum over taps for at most this many multiply-adds per output pixel ...
+TAP_SUM_MAX_MACS = 256
+# ... else r columns folded into the channels, the largest r in WIDTH_BLOCK_FACTORS with r (C_in + C_out) <= this.
+WIDTH_BLOCK_MAX_CHANNELS = 80
+WIDTH_BLOCK_FACTORS = (4, 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +66,7 @@ class ConvGeometry:
 
 
 def correlate(x: jax.Array, w: jax.Array, geom: ConvGeometry) -> jax.Array:
-    """u = x * w (strided, dilated, grouped cross-correlation); the forward of both impls."""
+    """u = x * w (strided, dilated, grouped cross-correlation) as one XLA convolution: the autodiff twin's forward."""
     return lax.conv_general_dilated(
         x,
         w,
@@ -68,6 +76,113 @@ def correlate(x: jax.Array, w: jax.Array, geom: ConvGeometry) -> jax.Array:
         dimension_numbers=NHWC_HWIO,
         feature_group_count=geom.groups,
     )
+
+
+def manual_correlate(x: jax.Array, w: jax.Array, geom: ConvGeometry) -> jax.Array:
+    """The same u = x * w for the manual impl, in the form ``forward_path`` picks for the kernel's shape."""
+    path = forward_path(w.shape, geom)
+    if path == "tap_sum":
+        return tap_sum_correlate(x, w, geom)
+    if path == "width_blocked":
+        return width_blocked_correlate(x, w, geom, width_block_factor(w.shape, geom))
+    return correlate(x, w, geom)
+
+
+def forward_path(w_shape: tuple[int, ...], geom: ConvGeometry) -> str:
+    """How the manual forward evaluates the correlation (measured on XLA:CPU at batch 128, 14 x 14 and 28 x 28
+    inputs, 1-16 input and 6-32 output channels; ``python -m jaxcnn bench`` times the step):
+      * "tap_sum": ungrouped with k_h k_w C_in C_out <= TAP_SUM_MAX_MACS (``tap_sum_correlate``);
+      * "width_blocked": ungrouped, stride and dilation 1 along the width, few channels
+        (``width_block_factor`` > 1, ``width_blocked_correlate``);
+      * "convolution": otherwise XLA's convolution, as in the autodiff twin.
+    """
+    kh, kw, c_in, c_out = w_shape
+    if geom.groups == 1 and kh * kw * c_in * c_out <= TAP_SUM_MAX_MACS:
+        return "tap_sum"
+    if width_block_factor(w_shape, geom) > 1:
+        return "width_blocked"
+    return "convolution"
+
+
+def tap_sum_correlate(x: jax.Array, w: jax.Array, geom: ConvGeometry) -> jax.Array:
+    """u[n, u, v, :] = sum_{a, b, i} x_pad[n, s u + d a, s v + d b, i] w[a, b, i, :]: the correlation's defining
+    sum, one broadcast multiply-add per tap (a, b) and input channel i, which XLA fuses into one loop.
+
+    Each term is the strided slice of x_pad that tap (a, b) meets at the output positions; no patch matrix is
+    built. Low-precision inputs accumulate in float32. LeNet-5's first layer (5 x 5, 1 -> 6 channels, 28 x 28,
+    batch 128): 0.34 ms against 2.3 ms for XLA:CPU's convolution.
+    """
+    n = x.shape[0]
+    kh, kw, c_in, _ = w.shape
+    (sh, sw), (dh, dw) = geom.stride, geom.dilation
+    acc = jnp.promote_types(x.dtype, jnp.float32)
+    x_pad = jnp.pad(x, ((0, 0), *geom.padding, (0, 0))).astype(acc)
+    w = w.astype(acc)
+    m_h = (x_pad.shape[1] - effective_size(kh, dh)) // sh + 1
+    m_w = (x_pad.shape[2] - effective_size(kw, dw)) // sw + 1
+    total = None
+    for a in range(kh):
+        for b in range(kw):
+            for i in range(c_in):
+                start = (0, a * dh, b * dw, i)
+                limit = (n, a * dh + (m_h - 1) * sh + 1, b * dw + (m_w - 1) * sw + 1, i + 1)
+                term = lax.slice(x_pad, start, limit, (1, sh, sw, 1)) * w[a, b, i]
+                total = term if total is None else total + term
+    return total.astype(x.dtype)
+
+
+def width_block_factor(w_shape: tuple[int, ...], geom: ConvGeometry) -> int:
+    """The r of ``width_blocked_correlate``: the largest of WIDTH_BLOCK_FACTORS with r (C_in + C_out) <=
+    WIDTH_BLOCK_MAX_CHANNELS for an ungrouped conv with stride and dilation 1 along the width; else 1."""
+    _, _, c_in, c_out = w_shape
+    if geom.groups != 1 or geom.stride[1] != 1 or geom.dilation[1] != 1:
+        return 1
+    return next((r for r in WIDTH_BLOCK_FACTORS if r * (c_in + c_out) <= WIDTH_BLOCK_MAX_CHANNELS), 1)
+
+
+def width_blocked_kernel(w: jax.Array, r: int) -> jax.Array:
+    """(kh, kw, I, O) -> (kh, c, r I, r O), c = ceil((kw - 1 + r) / r) column blocks:
+
+        K[a, j, (p, i), (q, o)] = w[a, r j + p - q, i, o]    (0 where r j + p - q is not a tap in [0, kw))
+
+    Output column q of a block meets input column p of block j through tap r j + p - q.
+    """
+    kh, kw, _, _ = w.shape
+    c = -(-(kw - 1 + r) // r)
+    shifted = [jnp.pad(w, ((0, 0), (q, c * r - kw - q), (0, 0), (0, 0))) for q in range(r)]  # [a, r j + p, i, o]
+    stacked = jnp.stack(shifted, axis=3)  # (kh, c r, I, r, O): [a, r j + p, i, q, o]
+    return stacked.reshape(kh, c, r * w.shape[2], r * w.shape[3])
+
+
+def width_blocked_correlate(x: jax.Array, w: jax.Array, geom: ConvGeometry, r: int) -> jax.Array:
+    """u = x * w with r adjacent columns folded into the channels ("space to depth" along the width).
+
+    With v = r J + q and input column r J' + p (a pure reshape of NHWC: (N, H, W, C) -> (N, H, W / r, r C)),
+
+        u[n, u, r J + q, o] = sum_{a, j, p, i} x_pad[n, s u + d a, r (J + j) + p, i] K[a, j, (p, i), (q, o)]
+
+    an ordinary correlation with r times the channels on each side and c = ceil((kw - 1 + r) / r) taps across
+    (``width_blocked_kernel``); the padded width is extended with zeros to whole blocks and the output's extra
+    columns are cut. c r / kw times the multiply-adds, but XLA:CPU runs the wider shape 1.5-4x faster (e.g.
+    LeNet-5's 5 x 5, 6 -> 16 conv on 14 x 14: 0.33 ms against 0.50). Needs stride and dilation 1 along the width.
+    """
+    n, h, width, c_in = x.shape
+    kh, kw, _, c_out = w.shape
+    lo_w, hi_w = geom.padding[1]
+    m_w = width + lo_w + hi_w - kw + 1
+    c = -(-(kw - 1 + r) // r)
+    blocks = -(-m_w // r)
+    padded = (blocks + c - 1) * r  # >= width + lo_w + hi_w, since (c - 1) r >= kw - 1
+    x_pad = jnp.pad(x, ((0, 0), (0, 0), (lo_w, padded - width - lo_w), (0, 0)))
+    u = lax.conv_general_dilated(
+        x_pad.reshape(n, h, padded // r, r * c_in),
+        width_blocked_kernel(w, r),
+        window_strides=(geom.stride[0], 1),
+        padding=(geom.padding[0], (0, 0)),
+        rhs_dilation=(geom.dilation[0], 1),
+        dimension_numbers=NHWC_HWIO,
+    )
+    return u.reshape(n, u.shape[1], blocks * r, c_out)[:, :, :m_w]
 
 
 def rot180_swap(w: jax.Array, groups: int) -> jax.Array:
@@ -282,14 +397,18 @@ def _forward(x: jax.Array, w: jax.Array, b: jax.Array | None, geom: ConvGeometry
     return add_bias(correlate(x, w, geom), b)
 
 
+def _manual_forward(x: jax.Array, w: jax.Array, b: jax.Array | None, geom: ConvGeometry) -> jax.Array:
+    return add_bias(manual_correlate(x, w, geom), b)
+
+
 @functools.lru_cache(maxsize=None)
 def _manual(geom: ConvGeometry):
     @jax.custom_vjp
     def conv(x, w, b):
-        return _forward(x, w, b, geom)
+        return _manual_forward(x, w, b, geom)
 
     def fwd(x, w, b):
-        return _forward(x, w, b, geom), (x, w, b)
+        return _manual_forward(x, w, b, geom), (x, w, b)
 
     def bwd(res, delta):
         x, w, b = res
