@@ -2,9 +2,10 @@
 
 * conv2d forward of thin correlations: the sum over taps and the width-blocked correlation
   (``conv.forward_path`` names the path taken);
-* conv2d input gradient: col2im for few channels, the polyphase form for strided convs, the group-by-group
+* conv2d input gradient: the width-blocked full correlation (stride 1, few channels), col2im for few channels, the polyphase form for strided convs, the group-by-group
   split (``conv.input_grad_path`` names the path taken);
-* conv2d kernel gradient: the explicitly canonical (NHWC/HWIO) correlation, also inside lax.scan;
+* conv2d kernel gradient: the explicitly canonical (NHWC/HWIO) correlation, also inside lax.scan, and its
+  width-blocked form for very thin convs (``conv.kernel_grad_path``);
 * max_pool / avg_pool with non-overlapping windows: the reshape ("tiles") path.
 
 For every fast path there are shapes where it must NOT be taken (kernel smaller than the stride, dilation,
@@ -160,9 +161,50 @@ def test_col2im_input_gradient(x_hw, k, stride, padding, dilation):
         x, w, b, geom, delta = _input_grads((*x_hw, FEW), k, stride, padding, dilation)
     except ValueError:  # the dilated kernel does not fit
         pytest.skip("kernel larger than the padded input")
-    assert conv.input_grad_path(w.shape, geom) == "col2im"
+    expected = "blocked" if conv.use_blocked_input_grad(w.shape, geom) else "col2im"  # stride 1: blocked first
+    assert conv.input_grad_path(w.shape, geom) == expected
     fast = jax.jit(lambda d, w: conv.col2im_input_grad(d, w, geom, x.shape[1:3]))(delta, w)
     assert fast.shape == x.shape and _relative(fast, _general(delta, w, geom, x.shape[1:3])) < 1e-12
+    kw = dict(stride=stride, padding=padding, dilation=dilation)
+    assert_twins_agree(lambda impl, *a: ops.conv2d(*a, impl=impl, **kw), (x, w, b), jnp.float64)
+
+
+BLOCKED_INPUT = [
+    # (x shape, kernel hw, padding, dilation, out channels): stride 1, few channels
+    ((2, 14, 14, 6), (5, 5), "VALID", 1, 16),  # LeNet-5's second conv
+    ((2, 9, 8, 8), (3, 3), "SAME", 1, 16),
+    ((1, 11, 10, 3), (3, 2), ((2, 0), (1, 1)), (2, 1), 5),  # asymmetric padding, dilated rows
+    ((2, 7, 9, 2), (2, 4), ((1, 1), (3, 0)), 1, 1),
+]
+
+
+@pytest.mark.parametrize("x_shape, k, padding, dilation, c_out", BLOCKED_INPUT)
+def test_blocked_input_gradient(x_shape, k, padding, dilation, c_out):
+    x, w, b = _arrays(12, [x_shape, (*k, x_shape[3], c_out), (c_out,)], jnp.float64)
+    geom = _geometry(x_shape, w.shape, 1, padding, dilation)
+    (delta,) = _arrays(13, [conv.correlate(x, w, geom).shape], jnp.float64)
+    assert conv.input_grad_path(w.shape, geom) == "blocked"
+    fast = jax.jit(lambda d, w: conv.blocked_input_grad(d, w, geom))(delta, w)
+    assert fast.shape == x.shape and _relative(fast, _general(delta, w, geom, x.shape[1:3])) < 1e-12
+    kw = dict(padding=padding, dilation=dilation)
+    assert_twins_agree(lambda impl, *a: ops.conv2d(*a, impl=impl, **kw), (x, w, b), jnp.float64)
+
+
+@pytest.mark.parametrize(
+    "w_shape, stride, padding, dilation",
+    [
+        ((3, 3, 6, 32), 1, "SAME", 1),  # more conv outputs than BLOCKED_INPUT_GRAD_MAX_CHANNELS
+        ((3, 3, 6, 16), (1, 2), "SAME", 1),  # strided
+        ((3, 3, 6, 16), 1, "SAME", (1, 2)),  # dilated along the width: no blocking
+        ((3, 3, 6, 16), 1, ((3, 0), (0, 0)), 1),  # padding >= K: the full correlation would crop
+        ((3, 3, 40, 16), 1, "SAME", 1),  # too many channels to block
+    ],
+)
+def test_blocked_input_gradient_not_taken(w_shape, stride, padding, dilation):
+    x_shape = (1, 10, 10, w_shape[2])
+    geom = _geometry(x_shape, w_shape, stride, padding, dilation)
+    assert not conv.use_blocked_input_grad(w_shape, geom)
+    x, w, b = _arrays(14, [x_shape, w_shape, (w_shape[3],)], jnp.float64)
     kw = dict(stride=stride, padding=padding, dilation=dilation)
     assert_twins_agree(lambda impl, *a: ops.conv2d(*a, impl=impl, **kw), (x, w, b), jnp.float64)
 
@@ -172,7 +214,7 @@ FALLBACK = [
     ((2, 8, 8, MANY), (1, 1), 2, "VALID", 1),  # kernel smaller than the stride
     ((2, 9, 9, MANY), (3, 1), 2, "SAME", 1),  # ... along one axis
     ((2, 11, 11, MANY), (3, 3), 2, "SAME", 2),  # dilation
-    ((2, 8, 8, MANY), (3, 3), 1, "SAME", 1),  # no stride
+    ((2, 8, 8, conv.WIDTH_BLOCK_MAX_CHANNELS), (3, 3), 1, "SAME", 1),  # no stride, too wide to block
 ]
 
 
@@ -225,6 +267,35 @@ def test_kernel_gradient_matches_the_batch_grouped_form(x_shape, k, stride, padd
     )  # fmt: skip
     fast = jax.jit(lambda x, d: conv.correlate_kernel_grad(x, d, geom, k))(x, delta)
     assert fast.shape == w.shape and _relative(fast, reference) < 1e-12
+
+
+@pytest.mark.parametrize(
+    "x_shape, k, stride, padding, dilation",
+    [((2, 12, 12, 1), (5, 5), 1, "SAME", 1), ((1, 11, 10, 2), (3, 2), (2, 1), ((2, 1), (0, 3)), (2, 1)),
+     ((2, 7, 13, 1), (2, 4), 1, ((0, 1), (3, 2)), 1)],
+)  # fmt: skip
+@pytest.mark.parametrize("r", [2, 3, 4])
+def test_width_blocked_kernel_gradient(x_shape, k, stride, padding, dilation, r):
+    w_shape = (*k, x_shape[3], 3)
+    x, w, b = _arrays(15, [x_shape, w_shape, (3,)], jnp.float64)
+    geom = _geometry(x_shape, w_shape, stride, padding, dilation)
+    (delta,) = _arrays(16, [conv.correlate(x, w, geom).shape], jnp.float64)
+    assert conv.kernel_grad_path(w_shape, geom) == "width_blocked"
+    fast = jax.jit(lambda x, d: conv.width_blocked_kernel_grad(x, d, geom, k, r))(x, delta)
+    assert fast.shape == w.shape and _relative(fast, conv.correlate_kernel_grad(x, delta, geom, k)) < 1e-12
+    kw = dict(stride=stride, padding=padding, dilation=dilation)
+    assert_twins_agree(lambda impl, *a: ops.conv2d(*a, impl=impl, **kw), (x, w, b), jnp.float64)
+
+
+@pytest.mark.parametrize(
+    "w_shape, stride, dilation, groups, path",
+    [((5, 5, 1, 6), 1, 1, 1, "width_blocked"), ((5, 5, 1, 6), (1, 2), 1, 1, "correlation"),
+     ((5, 5, 1, 6), 1, (1, 2), 1, "correlation"), ((5, 5, 6, 16), 1, 1, 1, "correlation"),
+     ((3, 3, 2, 4), 1, 1, 2, "correlation")],
+)  # fmt: skip
+def test_kernel_grad_path_choice(w_shape, stride, dilation, groups, path):
+    geom = _geometry((1, 16, 16, w_shape[2] * groups), w_shape, stride, "SAME", dilation, groups)
+    assert conv.kernel_grad_path(w_shape, geom) == path
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="checks the program XLA:CPU compiles")
