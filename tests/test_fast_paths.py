@@ -61,7 +61,8 @@ def test_tap_sum_forward(x_hw, k, stride, padding, dilation, c_in, c_out):
     fast = jax.jit(lambda x, w: conv.tap_sum_correlate(x, w, geom))(x, w)
     assert fast.shape == conv.correlate(x, w, geom).shape
     assert _relative(fast, conv.correlate(x, w, geom)) < 1e-13
-    assert (conv.forward_path(w.shape, geom) == "tap_sum") == (np.prod(w.shape) <= conv.TAP_SUM_MAX_MACS)
+    taps = np.prod(w.shape) <= conv.TAP_SUM_MAX_MACS and np.prod(k) > 1
+    assert (conv.forward_path(w.shape, geom) == "tap_sum") == taps
     kw = dict(stride=stride, padding=padding, dilation=dilation)
     assert_twins_agree(lambda impl, *a: ops.conv2d(*a, impl=impl, **kw), (x, w, b), jnp.float64)
 
@@ -95,6 +96,8 @@ def test_width_blocked_kernel_places_each_tap_once():
         ((5, 5, 6, 16), 1, (1, 2), 1, "convolution"),
         ((3, 3, 4, 8), 1, 1, 2, "convolution"),  # groups
         ((3, 3, 32, 32), 1, 1, 1, "convolution"),  # wide enough for XLA's convolution
+        ((1, 1, 4, 8), 1, 1, 1, "convolution"),  # a matrix product
+        ((3, 1, 8, 16), 1, 1, 1, "convolution"),  # one tap across: blocking would add work only
     ],
 )
 def test_forward_path_choice(w_shape, stride, dilation, groups, path):
@@ -198,6 +201,7 @@ def test_blocked_input_gradient(x_shape, k, padding, dilation, c_out):
         ((3, 3, 6, 16), 1, "SAME", (1, 2)),  # dilated along the width: no blocking
         ((3, 3, 6, 16), 1, ((3, 0), (0, 0)), 1),  # padding >= K: the full correlation would crop
         ((3, 3, 40, 16), 1, "SAME", 1),  # too many channels to block
+        ((1, 1, 6, 16), 1, "VALID", 1),  # a matrix product
     ],
 )
 def test_blocked_input_gradient_not_taken(w_shape, stride, padding, dilation):
@@ -291,7 +295,7 @@ def test_width_blocked_kernel_gradient(x_shape, k, stride, padding, dilation, r)
     "w_shape, stride, dilation, groups, path",
     [((5, 5, 1, 6), 1, 1, 1, "width_blocked"), ((5, 5, 1, 6), (1, 2), 1, 1, "correlation"),
      ((5, 5, 1, 6), 1, (1, 2), 1, "correlation"), ((5, 5, 6, 16), 1, 1, 1, "correlation"),
-     ((3, 3, 2, 4), 1, 1, 2, "correlation")],
+     ((3, 3, 2, 4), 1, 1, 2, "correlation"), ((5, 1, 1, 6), 1, 1, 1, "correlation")],
 )  # fmt: skip
 def test_kernel_grad_path_choice(w_shape, stride, dilation, groups, path):
     geom = _geometry((1, 16, 16, w_shape[2] * groups), w_shape, stride, "SAME", dilation, groups)
