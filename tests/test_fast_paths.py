@@ -1,7 +1,6 @@
 """The specialised forward and backward paths, each against the autodiff twin and the general path it replaces.
 
-* conv2d forward of thin correlations: the sum over taps and the width-blocked correlation
-  (``conv.forward_path`` names the path taken);
+* conv2d forward of thin correlations: the width-blocked correlation (``conv.forward_path`` names the path);
 * conv2d input gradient: the width-blocked full correlation (stride 1, few channels), col2im for few channels, the polyphase form for strided convs, the group-by-group
   split (``conv.input_grad_path`` names the path taken);
 * conv2d kernel gradient: the explicitly canonical (NHWC/HWIO) correlation, also inside lax.scan, and its
@@ -54,25 +53,17 @@ def _forward_case(x_hw, k, stride, padding, dilation, c_in, c_out, seed=11):
     return x, w, b, _geometry(x.shape, w.shape, stride, padding, dilation)
 
 
-@pytest.mark.parametrize("x_hw, k, stride, padding, dilation", FORWARD_GEOMETRIES)
-@pytest.mark.parametrize("c_in, c_out", [(1, 6), (2, 3), (3, 1)])
-def test_tap_sum_forward(x_hw, k, stride, padding, dilation, c_in, c_out):
-    x, w, b, geom = _forward_case(x_hw, k, stride, padding, dilation, c_in, c_out)
-    fast = jax.jit(lambda x, w: conv.tap_sum_correlate(x, w, geom))(x, w)
-    assert fast.shape == conv.correlate(x, w, geom).shape
-    assert _relative(fast, conv.correlate(x, w, geom)) < 1e-13
-    taps = np.prod(w.shape) <= conv.TAP_SUM_MAX_MACS and np.prod(k) > 1
-    assert (conv.forward_path(w.shape, geom) == "tap_sum") == taps
-    kw = dict(stride=stride, padding=padding, dilation=dilation)
-    assert_twins_agree(lambda impl, *a: ops.conv2d(*a, impl=impl, **kw), (x, w, b), jnp.float64)
-
-
 @pytest.mark.parametrize("x_hw, k, stride, padding, dilation", [g for g in FORWARD_GEOMETRIES if g[2] in (1, (2, 1))])
 @pytest.mark.parametrize("r", [2, 3, 4])
-def test_width_blocked_forward(x_hw, k, stride, padding, dilation, r):
-    x, w, b, geom = _forward_case(x_hw, k, stride, padding, dilation, 3, 5)
+@pytest.mark.parametrize("c_in, c_out", [(1, 6), (3, 5)])
+def test_width_blocked_forward(x_hw, k, stride, padding, dilation, r, c_in, c_out):
+    x, w, b, geom = _forward_case(x_hw, k, stride, padding, dilation, c_in, c_out)
     fast = jax.jit(lambda x, w: conv.width_blocked_correlate(x, w, geom, r))(x, w)
+    assert fast.shape == conv.correlate(x, w, geom).shape
     assert _relative(fast, conv.correlate(x, w, geom)) < 1e-13
+    assert conv.forward_path(w.shape, geom) == ("width_blocked" if k[1] > 1 else "convolution")
+    kw = dict(stride=stride, padding=padding, dilation=dilation)
+    assert_twins_agree(lambda impl, *a: ops.conv2d(*a, impl=impl, **kw), (x, w, b), jnp.float64)
 
 
 def test_width_blocked_kernel_places_each_tap_once():
@@ -89,8 +80,8 @@ def test_width_blocked_kernel_places_each_tap_once():
 @pytest.mark.parametrize(
     "w_shape, stride, dilation, groups, path",
     [
-        ((5, 5, 1, 6), 1, 1, 1, "tap_sum"),  # LeNet-5's first layer
-        ((3, 3, 1, 32), (2, 2), 1, 1, "convolution"),  # 288 multiply-adds; strided width: no blocking
+        ((5, 5, 1, 6), 1, 1, 1, "width_blocked"),  # LeNet-5's first layer
+        ((3, 3, 1, 32), (2, 2), 1, 1, "convolution"),  # strided along the width: no blocking
         ((3, 3, 1, 32), (2, 1), 1, 1, "width_blocked"),
         ((5, 5, 6, 16), 1, 1, 1, "width_blocked"),
         ((5, 5, 6, 16), 1, (1, 2), 1, "convolution"),
@@ -104,19 +95,7 @@ def test_forward_path_choice(w_shape, stride, dilation, groups, path):
     x_shape = (1, 16, 16, w_shape[2] * groups)
     geom = _geometry(x_shape, w_shape, stride, "SAME", dilation, groups)
     assert conv.forward_path(w_shape, geom) == path
-    assert (conv.width_block_factor(w_shape, geom) > 1) == (path == "width_blocked") or path == "tap_sum"
-
-
-def test_tap_sum_accumulates_low_precision_in_float32():
-    """bfloat16 inputs: the 25-term sum is accumulated in float32 and rounded once, so each output is within
-    one bfloat16 ulp (2^-8 relative) of the exact sum of the bfloat16 inputs (a bfloat16 running sum is not)."""
-    x, w, _, geom = _forward_case((2, 12, 12), (5, 5), 1, "SAME", 1, 1, 6)
-    assert conv.forward_path(w.shape, geom) == "tap_sum"
-    x16, w16 = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
-    fast = conv.tap_sum_correlate(x16, w16, geom)
-    exact = conv.correlate(x16.astype(jnp.float64), w16.astype(jnp.float64), geom)
-    assert fast.dtype == jnp.bfloat16
-    np.testing.assert_allclose(np.asarray(fast, np.float64), np.asarray(exact), rtol=2**-8, atol=1e-5)
+    assert (conv.width_block_factor(w_shape, geom) > 1) == (path == "width_blocked")
 
 
 # ---------------------------------------------------------------- conv2d: input gradient paths

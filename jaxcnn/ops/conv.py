@@ -47,10 +47,9 @@ COL2IM_MAX_CHANNELS = 8
 # A stride-1 input gradient of a conv with at most this many output channels is the width-blocked correlation of
 # delta with the rotated kernel (``use_blocked_input_grad``); with more, col2im's matrix product pays off.
 BLOCKED_INPUT_GRAD_MAX_CHANNELS = 16
-# The manual forward of a thin correlation (few channels) avoids XLA:CPU's convolution, which runs such shapes far
-# below its speed (``forward_path``): a sum over taps for at most this many multiply-adds per output pixel ...
-TAP_SUM_MAX_MACS = 256
-# ... else r columns folded into the channels, the largest r in WIDTH_BLOCK_FACTORS with r (C_in + C_out) <= this.
+# The manual forward of a thin correlation (few channels) folds r columns into the channels (``forward_path``),
+# the largest r in WIDTH_BLOCK_FACTORS with r (C_in + C_out) <= this: XLA:CPU runs thin convolutions far below
+# its speed.
 WIDTH_BLOCK_MAX_CHANNELS = 80
 WIDTH_BLOCK_FACTORS = (4, 2)
 # The kernel gradient is width-blocked by KERNEL_GRAD_BLOCK (``kernel_grad_path``) only when
@@ -87,10 +86,7 @@ def correlate(x: jax.Array, w: jax.Array, geom: ConvGeometry) -> jax.Array:
 
 def manual_correlate(x: jax.Array, w: jax.Array, geom: ConvGeometry) -> jax.Array:
     """The same u = x * w for the manual impl, in the form ``forward_path`` picks for the kernel's shape."""
-    path = forward_path(w.shape, geom)
-    if path == "tap_sum":
-        return tap_sum_correlate(x, w, geom)
-    if path == "width_blocked":
+    if forward_path(w.shape, geom) == "width_blocked":
         return width_blocked_correlate(x, w, geom, width_block_factor(w.shape, geom))
     return correlate(x, w, geom)
 
@@ -98,46 +94,15 @@ def manual_correlate(x: jax.Array, w: jax.Array, geom: ConvGeometry) -> jax.Arra
 def forward_path(w_shape: tuple[int, ...], geom: ConvGeometry) -> str:
     """How the manual forward evaluates the correlation (measured on XLA:CPU at batch 128, 14 x 14 and 28 x 28
     inputs, 1-16 input and 6-32 output channels; ``python -m jaxcnn bench`` times the step):
-      * "tap_sum": ungrouped with k_h k_w C_in C_out <= TAP_SUM_MAX_MACS (``tap_sum_correlate``);
-      * "width_blocked": ungrouped, stride and dilation 1 along the width, few channels
+      * "width_blocked": ungrouped, stride and dilation 1 along the width, k_w > 1, few channels
         (``width_block_factor`` > 1, ``width_blocked_correlate``);
-      * "convolution": otherwise XLA's convolution, as in the autodiff twin. A 1 x 1 kernel is a matrix product,
-        which XLA runs as one (both other forms were slower: 16 -> 4 channels on 14 x 14, batch 64: 0.13 and
-        0.08 ms against 0.08).
+      * "convolution": otherwise XLA's convolution, as in the autodiff twin.
+
+    (A plain sum over the kernel's taps, one broadcast multiply-add each, was faster still for LeNet-5's first
+    layer: 0.34 ms against 0.47. It is not used: XLA fuses that sum into the activation after it, and with tanh
+    the fused loop took 3.5 ms against 0.7 for the blocked correlation and tanh.)
     """
-    kh, kw, c_in, c_out = w_shape
-    if geom.groups == 1 and kh * kw > 1 and kh * kw * c_in * c_out <= TAP_SUM_MAX_MACS:
-        return "tap_sum"
-    if width_block_factor(w_shape, geom) > 1:
-        return "width_blocked"
-    return "convolution"
-
-
-def tap_sum_correlate(x: jax.Array, w: jax.Array, geom: ConvGeometry) -> jax.Array:
-    """u[n, u, v, :] = sum_{a, b, i} x_pad[n, s u + d a, s v + d b, i] w[a, b, i, :]: the correlation's defining
-    sum, one broadcast multiply-add per tap (a, b) and input channel i, which XLA fuses into one loop.
-
-    Each term is the strided slice of x_pad that tap (a, b) meets at the output positions; no patch matrix is
-    built. Low-precision inputs accumulate in float32. LeNet-5's first layer (5 x 5, 1 -> 6 channels, 28 x 28,
-    batch 128): 0.34 ms against 2.3 ms for XLA:CPU's convolution.
-    """
-    n = x.shape[0]
-    kh, kw, c_in, _ = w.shape
-    (sh, sw), (dh, dw) = geom.stride, geom.dilation
-    acc = jnp.promote_types(x.dtype, jnp.float32)
-    x_pad = jnp.pad(x, ((0, 0), *geom.padding, (0, 0))).astype(acc)
-    w = w.astype(acc)
-    m_h = (x_pad.shape[1] - effective_size(kh, dh)) // sh + 1
-    m_w = (x_pad.shape[2] - effective_size(kw, dw)) // sw + 1
-    total = None
-    for a in range(kh):
-        for b in range(kw):
-            for i in range(c_in):
-                start = (0, a * dh, b * dw, i)
-                limit = (n, a * dh + (m_h - 1) * sh + 1, b * dw + (m_w - 1) * sw + 1, i + 1)
-                term = lax.slice(x_pad, start, limit, (1, sh, sw, 1)) * w[a, b, i]
-                total = term if total is None else total + term
-    return total.astype(x.dtype)
+    return "width_blocked" if width_block_factor(w_shape, geom) > 1 else "convolution"
 
 
 def width_block_factor(w_shape: tuple[int, ...], geom: ConvGeometry) -> int:
