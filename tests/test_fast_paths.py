@@ -282,15 +282,24 @@ def test_kernel_grad_path_choice(w_shape, stride, dilation, groups, path):
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="checks the program XLA:CPU compiles")
-def test_kernel_gradient_inside_scan_stays_canonical():
+@pytest.mark.parametrize(
+    "x_shape, w_shape, stride, blocked",
+    [((4, 10, 10, MANY), (3, 3, MANY, 5), 2, False), ((4, 12, 12, 1), (5, 5, 1, 6), 1, True)],
+)
+def test_kernel_gradient_inside_scan_stays_canonical(x_shape, w_shape, stride, blocked):
     """In a lax.scan body XLA:CPU leaves non-NHWC/HWIO convolutions to a slow generic loop; every convolution
-    of the manual backward must already be canonical (dim_labels b01f_01io->b01f)."""
-    x, w = _arrays(7, [(4, 10, 10, MANY), (3, 3, MANY, 5)], jnp.float32)
+    of the manual backward must already be canonical (dim_labels b01f_01io->b01f), the width-blocked forward,
+    input and kernel gradients of a thin conv included."""
+    x, w = _arrays(7, [x_shape, w_shape], jnp.float32)
+    geom = _geometry(x_shape, w_shape, stride, "SAME")
+    assert (conv.forward_path(w_shape, geom) == "width_blocked") == blocked
+    assert (conv.kernel_grad_path(w_shape, geom) == "width_blocked") == blocked
+    assert (conv.input_grad_path(w_shape, geom) == "blocked") == blocked
 
     def epoch(w, x):
         def body(carry, i):
             w, x = carry
-            gw, gx = jax.grad(lambda w, x: jnp.sum(ops.conv2d(x * i, w, stride=2, padding="SAME") ** 2), (0, 1))(w, x)
+            gw, gx = jax.grad(lambda w, x: jnp.sum(ops.conv2d(x * i, w, stride=stride, padding="SAME") ** 2), (0, 1))(w, x)
             return (w - 0.1 * gw, x - 0.1 * gx), None
 
         return jax.lax.scan(body, (w, x), jnp.arange(3.0, dtype=jnp.float32))[0]
