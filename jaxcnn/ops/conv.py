@@ -16,8 +16,8 @@ In code the rotation is ``w[::-1, ::-1]`` and the in/out channel swap is done gr
 
 Each sum is evaluated in the form XLA runs fastest (measured with ``python -m jaxcnn bench``): dE/dx group by
 group, by col2im for few channels, polyphase for strides (``correlate_input_grad``, ``input_grad_path``);
-dE/dk as one correlation already in NHWC/HWIO form (``correlate_kernel_grad``). The manual forward, too, evaluates
-thin correlations (few channels) as a sum over taps or with columns folded into channels (``forward_path``); the
+dE/dk as one correlation already in NHWC/HWIO form (``correlate_kernel_grad``). Thin correlations (few channels)
+fold r adjacent columns into the channels, in the manual forward (``forward_path``) and in both gradients; the
 autodiff twin keeps XLA's convolution, so the two forwards agree to round-off, not bit for bit.
 """
 
@@ -129,35 +129,44 @@ def width_blocked_kernel(w: jax.Array, r: int) -> jax.Array:
     return stacked.reshape(kh, c, r * w.shape[2], r * w.shape[3])
 
 
+def fold_columns(x: jax.Array, lo: int, out_width: int, kw: int, r: int) -> jax.Array:
+    """(N, H, W, C) -> (N, H, B + c - 1, r C): x padded by ``lo`` zero columns before and by zeros after to whole
+    blocks of r columns, block J holding columns r J .. r J + r - 1 as channels (p, i), a reshape of NHWC.
+
+    B = ceil(out_width / r) output blocks, c = ceil((kw - 1 + r) / r) blocks read by each; the padded width
+    (B + c - 1) r >= W + lo + hi because (c - 1) r >= kw - 1.
+    """
+    n, h, width, channels = x.shape
+    c = -(-(kw - 1 + r) // r)
+    padded = (-(-out_width // r) + c - 1) * r
+    x_pad = jnp.pad(x, ((0, 0), (0, 0), (lo, padded - width - lo), (0, 0)))
+    return x_pad.reshape(n, h, padded // r, r * channels)
+
+
+def blocked_geometry(geom: ConvGeometry) -> ConvGeometry:
+    """The geometry of the width-blocked correlation: the height's stride, padding and dilation; the width
+    already padded (``fold_columns``), stride 1."""
+    return ConvGeometry((geom.stride[0], 1), (geom.padding[0], (0, 0)), (geom.dilation[0], 1), 1)
+
+
 def width_blocked_correlate(x: jax.Array, w: jax.Array, geom: ConvGeometry, r: int) -> jax.Array:
     """u = x * w with r adjacent columns folded into the channels ("space to depth" along the width).
 
-    With v = r J + q and input column r J' + p (a pure reshape of NHWC: (N, H, W, C) -> (N, H, W / r, r C)),
+    With v = r J + q and input column r J' + p (``fold_columns``: (N, H, W, C) -> (N, H, W / r, r C)),
 
         u[n, u, r J + q, o] = sum_{a, j, p, i} x_pad[n, s u + d a, r (J + j) + p, i] K[a, j, (p, i), (q, o)]
 
     an ordinary correlation with r times the channels on each side and c = ceil((kw - 1 + r) / r) taps across
-    (``width_blocked_kernel``); the padded width is extended with zeros to whole blocks and the output's extra
-    columns are cut. c r / kw times the multiply-adds, but XLA:CPU runs the wider shape 1.5-4x faster (e.g.
-    LeNet-5's 5 x 5, 6 -> 16 conv on 14 x 14: 0.33 ms against 0.50). Needs stride and dilation 1 along the width.
+    (``width_blocked_kernel``); the output's columns past the last real one are cut. c r / kw times the
+    multiply-adds (the extra ones multiply zeros), but XLA:CPU runs the wider shape 1.1-5x faster (e.g. LeNet-5's
+    5 x 5, 6 -> 16 conv on 14 x 14: 0.33 ms against 0.50). Needs stride and dilation 1 along the width.
     """
-    n, h, width, c_in = x.shape
-    kh, kw, _, c_out = w.shape
+    n, _, width, _ = x.shape
+    kw, c_out = w.shape[1], w.shape[3]
     lo_w, hi_w = geom.padding[1]
     m_w = width + lo_w + hi_w - kw + 1
-    c = -(-(kw - 1 + r) // r)
-    blocks = -(-m_w // r)
-    padded = (blocks + c - 1) * r  # >= width + lo_w + hi_w, since (c - 1) r >= kw - 1
-    x_pad = jnp.pad(x, ((0, 0), (0, 0), (lo_w, padded - width - lo_w), (0, 0)))
-    u = lax.conv_general_dilated(
-        x_pad.reshape(n, h, padded // r, r * c_in),
-        width_blocked_kernel(w, r),
-        window_strides=(geom.stride[0], 1),
-        padding=(geom.padding[0], (0, 0)),
-        rhs_dilation=(geom.dilation[0], 1),
-        dimension_numbers=NHWC_HWIO,
-    )
-    return u.reshape(n, u.shape[1], blocks * r, c_out)[:, :, :m_w]
+    u = correlate(fold_columns(x, lo_w, m_w, kw, r), width_blocked_kernel(w, r), blocked_geometry(geom))
+    return u.reshape(n, u.shape[1], -1, c_out)[:, :, :m_w]
 
 
 def rot180_swap(w: jax.Array, groups: int) -> jax.Array:
@@ -390,17 +399,13 @@ def width_blocked_kernel_grad(
     the blocked x and the blocked delta): dE/dw[a, b, i, o] = sum_q dE/dK[a, j, (p, i), (q, o)] at r j + p = b + q.
     The zero columns that pad delta to whole blocks meet no real output and add nothing.
     """
-    n, h, width, c_in = x.shape
     kh, kw = kernel_hw
-    _, m_h, m_w, c_out = delta.shape
-    lo_w, _ = geom.padding[1]
+    m_w, c_out = delta.shape[2:]
     c = -(-(kw - 1 + r) // r)
-    blocks = -(-m_w // r)
-    padded = (blocks + c - 1) * r
-    x_blocks = jnp.pad(x, ((0, 0), (0, 0), (lo_w, padded - width - lo_w), (0, 0))).reshape(n, h, padded // r, r * c_in)
-    delta_blocks = jnp.pad(delta, ((0, 0), (0, 0), (0, blocks * r - m_w), (0, 0))).reshape(n, m_h, blocks, r * c_out)
-    blocked = ConvGeometry((geom.stride[0], 1), (geom.padding[0], (0, 0)), (geom.dilation[0], 1), 1)
-    dk = correlate_kernel_grad(x_blocks, delta_blocks, blocked, (kh, c)).reshape(kh, c * r, c_in, r, c_out)
+    x_blocks = fold_columns(x, geom.padding[1][0], m_w, kw, r)
+    delta_blocks = fold_columns(delta, 0, m_w, 1, r)  # zero columns to whole blocks: they meet no real output
+    dk = correlate_kernel_grad(x_blocks, delta_blocks, blocked_geometry(geom), (kh, c))
+    dk = dk.reshape(kh, c * r, x.shape[3], r, c_out)
     return sum(dk[:, q : q + kw, :, q, :] for q in range(r))
 
 
