@@ -115,6 +115,11 @@ def width_block_factor(w_shape: tuple[int, ...], geom: ConvGeometry) -> int:
     return next((r for r in WIDTH_BLOCK_FACTORS if r * (c_in + c_out) <= WIDTH_BLOCK_MAX_CHANNELS), 1)
 
 
+def blocks_read(kw: int, r: int) -> int:
+    """c = ceil((kw - 1 + r) / r): the column blocks of r that one output block's kw-wide windows reach."""
+    return -(-(kw - 1 + r) // r)
+
+
 def width_blocked_kernel(w: jax.Array, r: int) -> jax.Array:
     """(kh, kw, I, O) -> (kh, c, r I, r O), c = ceil((kw - 1 + r) / r) column blocks:
 
@@ -123,7 +128,7 @@ def width_blocked_kernel(w: jax.Array, r: int) -> jax.Array:
     Output column q of a block meets input column p of block j through tap r j + p - q.
     """
     kh, kw, _, _ = w.shape
-    c = -(-(kw - 1 + r) // r)
+    c = blocks_read(kw, r)
     shifted = [jnp.pad(w, ((0, 0), (q, c * r - kw - q), (0, 0), (0, 0))) for q in range(r)]  # [a, r j + p, i, o]
     stacked = jnp.stack(shifted, axis=3)  # (kh, c r, I, r, O): [a, r j + p, i, q, o]
     return stacked.reshape(kh, c, r * w.shape[2], r * w.shape[3])
@@ -137,7 +142,7 @@ def fold_columns(x: jax.Array, lo: int, out_width: int, kw: int, r: int) -> jax.
     (B + c - 1) r >= W + lo + hi because (c - 1) r >= kw - 1.
     """
     n, h, width, channels = x.shape
-    c = -(-(kw - 1 + r) // r)
+    c = blocks_read(kw, r)
     padded = (-(-out_width // r) + c - 1) * r
     x_pad = jnp.pad(x, ((0, 0), (0, 0), (lo, padded - width - lo), (0, 0)))
     return x_pad.reshape(n, h, padded // r, r * channels)
@@ -401,7 +406,7 @@ def width_blocked_kernel_grad(
     """
     kh, kw = kernel_hw
     m_w, c_out = delta.shape[2:]
-    c = -(-(kw - 1 + r) // r)
+    c = blocks_read(kw, r)
     x_blocks = fold_columns(x, geom.padding[1][0], m_w, kw, r)
     delta_blocks = fold_columns(delta, 0, m_w, 1, r)  # zero columns to whole blocks: they meet no real output
     dk = correlate_kernel_grad(x_blocks, delta_blocks, blocked_geometry(geom), (kh, c))
