@@ -5,7 +5,8 @@
   the polyphase form for strided convs, the group-by-group split (``conv.input_grad_path`` names the path);
 * conv2d kernel gradient: the explicitly canonical (NHWC/HWIO) correlation, also inside lax.scan, and its
   width-blocked form for very thin convs (``conv.kernel_grad_path``);
-* max_pool / avg_pool with non-overlapping windows: the reshape ("tiles") path.
+* max_pool / avg_pool with non-overlapping windows: the reshape ("tiles") path; overlapping max pools: the
+  first argmax over a select-chain window axis (``pooling.first_argmax``).
 
 For every fast path there are shapes where it must NOT be taken (kernel smaller than the stride, dilation,
 overlapping windows, many groups), checked to fall back and still agree. Float64, relative error < 1e-10.
@@ -17,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jaxcnn import ops
 from jaxcnn.ops import conv, pooling
@@ -351,6 +354,62 @@ def test_pools_with_stride_other_than_window_fall_back(x_shape, window, stride, 
     kw = dict(window=window, stride=stride, padding=padding)
     assert_twins_agree(lambda impl, x: ops.max_pool(x, impl=impl, **kw), (x,), jnp.float64)
     assert_twins_agree(lambda impl, x: ops.avg_pool(x, impl=impl, **kw), (x,), jnp.float64)
+
+
+# ---------------------------------------------------------------- pooling: overlapping windows, the first argmax
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    count=st.integers(1, 12),
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+    seed=st.integers(0, 2**16),
+    specials=st.sampled_from(["none", "ties", "nan", "inf"]),
+)
+def test_first_argmax_is_jnp_argmax_of_the_stack(count, shape, seed, specials):
+    """The select-chain window axis picks what jnp.argmax over the stacked cells picks: the first maximum,
+    a NaN over any number, the first of equal values, -inf and +inf like any value."""
+    rng = np.random.default_rng(seed)
+    cells = rng.integers(-2, 3, size=(count, *shape)).astype(np.float64)
+    if specials == "nan":
+        cells[rng.random(cells.shape) < 0.2] = np.nan
+    elif specials == "inf":
+        cells[rng.random(cells.shape) < 0.3] = rng.choice([-np.inf, np.inf])
+    elif specials == "none":
+        cells += rng.random(cells.shape)
+    as_list = [jnp.asarray(c) for c in cells]
+    got = jax.jit(pooling.first_argmax)(as_list)
+    assert got.dtype == jnp.int32 and got.shape == tuple(shape)
+    np.testing.assert_array_equal(np.asarray(got), np.argmax(cells, axis=0))
+
+
+def test_overlapping_max_pool_tie_and_nan_rules():
+    """3 x 3 windows at stride 2 share a row and a column: each window routes to its own first maximum, and a
+    cell that wins two windows receives both residuals. A NaN wins every window it is in (jnp.argmax's rule; XLA's
+    select_and_scatter, the autodiff twin, lets the cells after a NaN displace it, so only ties are compared)."""
+    x = np.asarray(
+        [
+            [1.0, 4.0, 4.0, 0.0, 1.0],
+            [0.0, 0.0, 0.0, 0.0, 0.0],
+            [4.0, 0.0, 0.0, 0.0, 4.0],
+            [0.0, 0.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 5.0, 0.0, 2.0],
+        ]
+    )
+    delta = jnp.asarray([[1.0, 10.0], [100.0, 1000.0]])[None, :, :, None]
+    expected = np.zeros((5, 5))
+    expected[0, 1] = 1.0  # window (0, 0): the 4.0 at (0, 1) comes before (0, 2) and (2, 0)
+    expected[0, 2] = 10.0  # window (0, 1): the 4.0 at (0, 2) comes before (2, 4)
+    expected[4, 2] = 100.0 + 1000.0  # the 5.0 is the maximum of both lower windows
+
+    def routed(x, impl):
+        _, vjp = jax.vjp(lambda x: ops.max_pool(x, window=3, stride=2, impl=impl), jnp.asarray(x)[None, :, :, None])
+        return np.asarray(vjp(delta)[0])[0, :, :, 0]
+
+    for impl in ("manual", "autodiff"):
+        np.testing.assert_array_equal(routed(x, impl), expected, err_msg=impl)
+    x[4, 2] = np.nan
+    np.testing.assert_array_equal(routed(x, "manual"), expected)
 
 
 @pytest.mark.parametrize("x_shape, window, stride, padding", TILES)

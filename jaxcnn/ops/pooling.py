@@ -133,10 +133,28 @@ def _max_forward(x: jax.Array, geom: PoolGeometry) -> jax.Array:
     return geom.reduce_window(x, -jnp.inf, lax.max)
 
 
+def first_argmax(cells: list[jax.Array]) -> jax.Array:
+    """k of the first maximum of cells[0][i], cells[1][i], ... at each index i (NaN counts as the maximum, as in
+    jnp.argmax), as int32 of the cells' shape.
+
+    The window axis is built by a chain of selects on an iota, T[..., k] = cells[k], not by stacking: XLA:CPU
+    writes a stack of the K strided cells to memory (K copies of the pooled input: 84 ms for a 3 x 3 / 1 window
+    at 64 x 28 x 28 x 64), while the select chain fuses into the argmax's reduction (3.6 ms there). A running
+    argmax (one select per cell) is cheaper still on its own, but XLA fuses it into every shifted share of
+    the backward's scatter and recomputes it there; the reduction's result is written once.
+    """
+    last = len(cells) - 1
+    k = lax.broadcasted_iota(jnp.int32, (*cells[0].shape, len(cells)), cells[0].ndim)
+    window = jnp.broadcast_to(cells[last][..., None], k.shape)
+    for j in range(last - 1, -1, -1):
+        window = jnp.where(k == j, cells[j][..., None], window)
+    return jnp.argmax(window, axis=-1).astype(jnp.int32)
+
+
 def max_pool_input_grad(x: jax.Array, delta: jax.Array, geom: PoolGeometry) -> jax.Array:
     """Route each window's delta to the first maximum of that window; sum where windows overlap."""
     cells = geom.window_cells(geom.pad(x, -jnp.inf), delta.shape[1:3])
-    winner = jnp.argmax(jnp.stack(cells, axis=-1), axis=-1)
+    winner = first_argmax(cells)
     zero = jnp.zeros((), delta.dtype)
     shares = [jnp.where(winner == k, delta, zero) for k in range(len(cells))]
     return geom.scatter_to_input(shares, x.shape[1:3])
