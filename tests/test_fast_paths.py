@@ -6,7 +6,8 @@
 * conv2d kernel gradient: the explicitly canonical (NHWC/HWIO) correlation, also inside lax.scan, and its
   width-blocked form for very thin convs (``conv.kernel_grad_path``);
 * max_pool / avg_pool with non-overlapping windows: the reshape ("tiles") path; overlapping max pools: the
-  first argmax over a select-chain window axis (``pooling.first_argmax``).
+  max and first argmax in one reduction over a select-chain window axis (``pooling.max_and_first_argmax``),
+  recorded in the forward.
 
 For every fast path there are shapes where it must NOT be taken (kernel smaller than the stride, dilation,
 overlapping windows, many groups), checked to fall back and still agree. Float64, relative error < 1e-10.
@@ -366,9 +367,9 @@ def test_pools_with_stride_other_than_window_fall_back(x_shape, window, stride, 
     seed=st.integers(0, 2**16),
     specials=st.sampled_from(["none", "ties", "nan", "inf"]),
 )
-def test_first_argmax_is_jnp_argmax_of_the_stack(count, shape, seed, specials):
-    """The select-chain window axis picks what jnp.argmax over the stacked cells picks: the first maximum,
-    a NaN over any number, the first of equal values, -inf and +inf like any value."""
+def test_max_and_first_argmax_are_jnp_max_and_argmax_of_the_stack(count, shape, seed, specials):
+    """The select-chain window axis and the (value, index) reduction give what jnp.max and jnp.argmax of the
+    stacked cells give: a NaN over any number, the first of equal values, -inf and +inf like any value."""
     rng = np.random.default_rng(seed)
     cells = rng.integers(-2, 3, size=(count, *shape)).astype(np.float64)
     if specials == "nan":
@@ -377,10 +378,21 @@ def test_first_argmax_is_jnp_argmax_of_the_stack(count, shape, seed, specials):
         cells[rng.random(cells.shape) < 0.3] = rng.choice([-np.inf, np.inf])
     elif specials == "none":
         cells += rng.random(cells.shape)
-    as_list = [jnp.asarray(c) for c in cells]
-    got = jax.jit(pooling.first_argmax)(as_list)
-    assert got.dtype == jnp.int32 and got.shape == tuple(shape)
-    np.testing.assert_array_equal(np.asarray(got), np.argmax(cells, axis=0))
+    top, winner = jax.jit(pooling.max_and_first_argmax)([jnp.asarray(c) for c in cells])
+    assert winner.dtype == jnp.int32 and winner.shape == tuple(shape) and top.dtype == jnp.float64
+    np.testing.assert_array_equal(np.asarray(winner), np.argmax(cells, axis=0))
+    np.testing.assert_array_equal(np.asarray(top), np.max(cells, axis=0))
+
+
+@pytest.mark.parametrize("x_shape, window, stride, padding", OVERLAP)
+def test_overlapping_max_pool_records_its_winners_in_the_forward(x_shape, window, stride, padding):
+    """The manual forward saves the int32 winner offsets, not x, and its output is the reduce_window max."""
+    (x,) = _arrays(13, [x_shape], jnp.float64, quantize=True)
+    kw = dict(window=window, stride=stride, padding=padding)
+    y, vjp = jax.vjp(lambda x: ops.max_pool(x, **kw), x)
+    saved = [leaf for leaf in jax.tree_util.tree_leaves(vjp) if hasattr(leaf, "dtype")]
+    assert [leaf.dtype for leaf in saved] == [jnp.int32] and saved[0].shape == y.shape
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(ops.max_pool(x, impl="autodiff", **kw)))
 
 
 def test_overlapping_max_pool_tie_and_nan_rules():

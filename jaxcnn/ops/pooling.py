@@ -133,31 +133,52 @@ def _max_forward(x: jax.Array, geom: PoolGeometry) -> jax.Array:
     return geom.reduce_window(x, -jnp.inf, lax.max)
 
 
-def first_argmax(cells: list[jax.Array]) -> jax.Array:
-    """k of the first maximum of cells[0][i], cells[1][i], ... at each index i (NaN counts as the maximum, as in
-    jnp.argmax), as int32 of the cells' shape.
+def _first_max_reducer(op: tuple[jax.Array, jax.Array], acc: tuple[jax.Array, jax.Array]):
+    """jnp.argmax's pairing of (value, index): the larger value wins, a NaN wins over any number, and of two
+    equal values the smaller index."""
+    op_value, op_index = op
+    acc_value, acc_index = acc
+    take_value = (op_value > acc_value) | (op_value != op_value)
+    take_index = take_value | ((op_value == acc_value) & (op_index < acc_index))
+    return lax.select(take_value, op_value, acc_value), lax.select(take_index, op_index, acc_index)
 
-    The window axis is built by a chain of selects on an iota, T[..., k] = cells[k], not by stacking: XLA:CPU
-    writes a stack of the K strided cells to memory (K copies of the pooled input: 84 ms for a 3 x 3 / 1 window
-    at 64 x 28 x 28 x 64), while the select chain fuses into the argmax's reduction (3.6 ms there). A running
-    argmax (one select per cell) is cheaper still on its own, but XLA fuses it into every shifted share of
-    the backward's scatter and recomputes it there; the reduction's result is written once.
+
+def max_and_first_argmax(cells: list[jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """(max_k cells[k], first k attaining it) at each index, elementwise over the cells' shape; a NaN counts as the
+    maximum, as in jnp.max / jnp.argmax. The index is int32.
+
+    One variadic reduction over a window axis built by a chain of selects on an iota, T[..., k] = cells[k], not
+    by stacking: XLA:CPU writes a stack of the K strided cells to memory (K copies of the pooled input: 84 ms
+    for a 3 x 3 / 1 window at 64 x 28 x 28 x 64), while the select chain fuses into the reduction (3.6 ms
+    there). A running argmax (one select per cell) is cheaper on its own, but XLA fuses it into every shifted
+    share of the backward's scatter and recomputes it there; the reduction's result is written once.
     """
     last = len(cells) - 1
     k = lax.broadcasted_iota(jnp.int32, (*cells[0].shape, len(cells)), cells[0].ndim)
     window = jnp.broadcast_to(cells[last][..., None], k.shape)
     for j in range(last - 1, -1, -1):
         window = jnp.where(k == j, cells[j][..., None], window)
-    return jnp.argmax(window, axis=-1).astype(jnp.int32)
+    init = (np.array(-np.inf, window.dtype), np.array(0, np.int32))
+    top, winner = lax.reduce((window, k), init, _first_max_reducer, (cells[0].ndim,))
+    return top, winner
+
+
+def max_and_winner(x: jax.Array, geom: PoolGeometry) -> tuple[jax.Array, jax.Array]:
+    """The max pool of x and, for each window, the offset a k_w + b of its first maximum (seed 003 records this
+    argmax in the forward, and the backward routes delta by it)."""
+    return max_and_first_argmax(geom.window_cells(geom.pad(x, -jnp.inf), geom.out_hw(x.shape[1:3])))
+
+
+def route_to_winners(winner: jax.Array, delta: jax.Array, geom: PoolGeometry, in_hw: tuple[int, int]) -> jax.Array:
+    """dE/dx: each window's delta goes to its winning cell (offset ``winner``); sums where windows overlap."""
+    zero = jnp.zeros((), delta.dtype)
+    shares = [jnp.where(winner == k, delta, zero) for k in range(len(geom.offsets()))]
+    return geom.scatter_to_input(shares, in_hw)
 
 
 def max_pool_input_grad(x: jax.Array, delta: jax.Array, geom: PoolGeometry) -> jax.Array:
     """Route each window's delta to the first maximum of that window; sum where windows overlap."""
-    cells = geom.window_cells(geom.pad(x, -jnp.inf), delta.shape[1:3])
-    winner = first_argmax(cells)
-    zero = jnp.zeros((), delta.dtype)
-    shares = [jnp.where(winner == k, delta, zero) for k in range(len(cells))]
-    return geom.scatter_to_input(shares, x.shape[1:3])
+    return route_to_winners(max_and_winner(x, geom)[1], delta, geom, x.shape[1:3])
 
 
 def max_pool_input_grad_tiles(x: jax.Array, delta: jax.Array, geom: PoolGeometry) -> jax.Array:
@@ -180,18 +201,23 @@ def max_pool_input_grad_tiles(x: jax.Array, delta: jax.Array, geom: PoolGeometry
 
 
 @functools.lru_cache(maxsize=None)
-def _manual_max(geom: PoolGeometry):
+def _manual_max(geom: PoolGeometry, in_hw: tuple[int, int]):
+    """Non-overlapping windows keep x for the reshape backward (XLA computes its argmax together with the
+    forward's max); overlapping ones keep only the winners' offsets, found with the max in one reduction."""
+
     @jax.custom_vjp
     def pool(x):
         return _max_forward(x, geom)
 
     def fwd(x):
-        return _max_forward(x, geom), x
-
-    def bwd(x, delta):
         if geom.tiles:
-            return (max_pool_input_grad_tiles(x, delta, geom),)
-        return (max_pool_input_grad(x, delta, geom),)
+            return _max_forward(x, geom), x
+        return max_and_winner(x, geom)
+
+    def bwd(saved, delta):
+        if geom.tiles:
+            return (max_pool_input_grad_tiles(saved, delta, geom),)
+        return (route_to_winners(saved, delta, geom, in_hw),)
 
     pool.defvjp(fwd, bwd)
     return pool
@@ -213,7 +239,7 @@ def max_pool(
     x, geom = _pool_geometry("max_pool", x, window, stride, padding)
     if impl == "autodiff":
         return _max_forward(x, geom)
-    return _manual_max(geom)(x)
+    return _manual_max(geom, tuple(x.shape[1:3]))(x)
 
 
 # ---------------------------------------------------------------- mean pooling
