@@ -12,7 +12,9 @@ defaulting to the window (non-overlapping). Pooling has no parameters, only a re
 "Summed over windows" only matters when windows overlap (stride < window); with stride == window it is
 the seeds' up() of delta, routed or spread. The backward walks the window offsets (a, b): the cells
 x_pad[a + s u, b + s v] of offset (a, b) form a strided slice, and their share of delta goes back by the
-same slice, as a zero-interleaved ("dilated") copy of delta shifted by (a, b).
+same slice, as a zero-interleaved ("dilated") copy of delta shifted by (a, b). For overlapping max pools the
+forward finds each window's max and the offset a k_w + b of its first maximum in one reduction and saves only
+those offsets (``max_and_winner``), as seed 003 records the argmax.
 
 Non-overlapping windows (stride == window, the usual 2 x 2 pooling) skip that scatter: x reshapes into blocks
 (N, H_out, kh, W_out, kw, C) with one window per block, so the backward is up(delta), masked to each window's
