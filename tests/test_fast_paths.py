@@ -384,6 +384,17 @@ def test_max_and_first_argmax_are_jnp_max_and_argmax_of_the_stack(count, shape, 
     np.testing.assert_array_equal(np.asarray(top), np.max(cells, axis=0))
 
 
+def test_max_and_first_argmax_jvp_is_the_winners_tangent():
+    """d max = d cells[winner]: with a tie the first maximum's tangent, and none for the index."""
+    cells = [jnp.asarray([1.0, 5.0, 2.0]), jnp.asarray([3.0, 5.0, 2.0]), jnp.asarray([0.0, 4.0, 2.0])]
+    d_cells = [jnp.asarray([10.0, 20.0, 30.0]), jnp.asarray([40.0, 50.0, 60.0]), jnp.asarray([70.0, 80.0, 90.0])]
+    (top, winner), (d_top, d_winner) = jax.jvp(pooling.max_and_first_argmax, (cells,), (d_cells,))
+    np.testing.assert_array_equal(np.asarray(top), [3.0, 5.0, 2.0])
+    np.testing.assert_array_equal(np.asarray(winner), [1, 0, 0])
+    np.testing.assert_array_equal(np.asarray(d_top), [40.0, 20.0, 30.0])
+    assert d_winner.dtype == jax.dtypes.float0
+
+
 @pytest.mark.parametrize("x_shape, window, stride, padding", OVERLAP)
 def test_overlapping_max_pool_records_its_winners_in_the_forward(x_shape, window, stride, padding):
     """The manual forward saves the int32 winner offsets, not x, and its output is the reduce_window max."""

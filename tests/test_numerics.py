@@ -126,6 +126,15 @@ def test_relu_at_1e4(impl):
     np.testing.assert_array_equal(np.asarray(vjp(jnp.ones_like(y))[0]), [0.0, 0.0, 1.0])
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+def test_relu_blocks_an_infinite_residual_where_it_is_flat(impl):
+    """f'(u) = 0 for u <= 0 stops delta outright: an infinite or NaN delta there gives 0, not inf * 0 = NaN."""
+    u = jnp.asarray([-1.0, 0.0, -2.0, 3.0], jnp.float32)
+    _, vjp = jax.vjp(lambda u: ops.relu(u, impl=impl), u)
+    got = jax.jit(vjp)(jnp.asarray([jnp.inf, -jnp.inf, jnp.nan, 2.0], jnp.float32))[0]
+    np.testing.assert_array_equal(np.asarray(got), [0.0, 0.0, 0.0, 2.0])
+
+
 # ---------------------------------------------------------------- float16 and bfloat16 inputs work
 
 KEY = jax.random.PRNGKey(0)

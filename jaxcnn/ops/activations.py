@@ -1,4 +1,5 @@
-"""Activations f and their derivatives f', computed from the saved output y = f(u) (seed 000, 003).
+"""Activations f and their derivatives f', computed from the saved output y = f(u) (seed 000, 003); relu's
+from the saved input u, the same indicator.
 
     sigmoid:      y = 1 / (1 + e^-u)            f'(u) = y (1 - y)
     tanh:         y = tanh(u)                   f'(u) = 1 - y^2 = (1 - y)(1 + y)  (the product keeps precision near |y| = 1)
@@ -50,10 +51,27 @@ def _relu_forward(x):
     return jnp.where(x > 0, x, jnp.zeros((), x.dtype))
 
 
+@jax.custom_vjp
+def _manual_relu(x):
+    return _relu_forward(x)
+
+
+def _manual_relu_fwd(x):
+    return _relu_forward(x), x
+
+
+def _manual_relu_bwd(u, delta):
+    """delta o 1[u > 0], from the saved input: 1[u > 0] = 1[y > 0], one comparison fewer than from y, and a
+    select, so an infinite delta where u <= 0 gives 0, not inf * 0 = NaN."""
+    return (jnp.where(u > 0, delta, jnp.zeros((), delta.dtype)),)
+
+
+_manual_relu.defvjp(_manual_relu_fwd, _manual_relu_bwd)
+
 _MANUAL_ELEMENTWISE = {
     "sigmoid": _elementwise(lax.logistic, lambda y: y * (1 - y)),
     "tanh": _elementwise(jnp.tanh, lambda y: (1 - y) * (1 + y)),
-    "relu": _elementwise(_relu_forward, lambda y: (y > 0).astype(y.dtype)),
+    "relu": _manual_relu,
 }
 _AUTODIFF_ELEMENTWISE = {"sigmoid": lax.logistic, "tanh": jnp.tanh, "relu": _relu_forward}
 

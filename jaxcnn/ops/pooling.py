@@ -145,6 +145,7 @@ def _first_max_reducer(op: tuple[jax.Array, jax.Array], acc: tuple[jax.Array, ja
     return lax.select(take_value, op_value, acc_value), lax.select(take_index, op_index, acc_index)
 
 
+@jax.custom_jvp
 def max_and_first_argmax(cells: list[jax.Array]) -> tuple[jax.Array, jax.Array]:
     """(max_k cells[k], first k attaining it) at each index, elementwise over the cells' shape; a NaN counts as the
     maximum, as in jnp.max / jnp.argmax. The index is int32.
@@ -163,6 +164,23 @@ def max_and_first_argmax(cells: list[jax.Array]) -> tuple[jax.Array, jax.Array]:
     init = (np.array(-np.inf, window.dtype), np.array(0, np.int32))
     top, winner = lax.reduce((window, k), init, _first_max_reducer, (cells[0].ndim,))
     return top, winner
+
+
+def pick(cells: list[jax.Array], winner: jax.Array) -> jax.Array:
+    """cells[winner[i]][i] at each index i."""
+    picked = cells[-1]
+    for k in range(len(cells) - 2, -1, -1):
+        picked = jnp.where(winner == k, cells[k], picked)
+    return picked
+
+
+@max_and_first_argmax.defjvp
+def _max_and_first_argmax_jvp(primals, tangents):
+    """d max = d cells[winner] (the derivative of a max is the winner's), the index has none. Differentiating
+    through the forward (second order) needs it: JAX's own JVP of a variadic reduction fails on the index."""
+    (cells,), (d_cells,) = primals, tangents
+    top, winner = max_and_first_argmax(cells)
+    return (top, winner), (pick(d_cells, winner), np.zeros(winner.shape, jax.dtypes.float0))
 
 
 def max_and_winner(x: jax.Array, geom: PoolGeometry) -> tuple[jax.Array, jax.Array]:
