@@ -18,7 +18,7 @@ from jaxcnn.bench import cases, cli, report, timing
 
 REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
 ROW_KEYS = {"section", "name", "shape", "variant", "batch"}
-TIMED_KEYS = {"median_s", "min_s", "max_s", "images_per_s", "compile_s", "repeats", "calls_per_repeat"}
+TIMED_KEYS = {"median_s", "min_s", "max_s", "samples_s", "images_per_s", "compile_s", "repeats", "calls_per_repeat"}
 
 
 def test_compare_interleaves_and_reports_every_repetition():
@@ -57,6 +57,26 @@ def test_op_cases_cover_the_issue_list_and_run_both_impls():
     variants = cases.op_variants(case)
     results = {impl: np.asarray(v.call()) for impl, v in variants.items()}  # the pullback: dx only
     np.testing.assert_array_equal(results["manual"], results["autodiff"])
+
+
+def _timed_row(samples):
+    return {"median_s": float(np.median(samples)), "samples_s": list(samples)}
+
+
+def test_ratio_columns_pair_the_rounds():
+    """Each round's ratio is taken under that round's load: a round where the machine slowed everything by 3x
+    moves neither the median nor the range of the per-round ratios, while it would skew a ratio of medians."""
+    a = _timed_row([1.0, 3.0, 1.1, 1.0])  # round 2 ran under load for both variants
+    b = _timed_row([2.0, 6.0, 2.2, 2.0])
+    assert report.round_ratios(a, b) == [0.5, 0.5, 0.5, 0.5]
+    assert report.ratio_value(a, b) == 0.5 and report._ratio(a, b) == "0.50 (0.50-0.50)"
+    c = _timed_row([1.0, 1.2, 0.8])
+    assert report._ratio(c, _timed_row([2.0, 2.0, 2.0])) == "0.50 (0.40-0.60)"
+    # fewer rounds on one side (a variant over its time budget): only the rounds both ran are paired
+    assert report.round_ratios(_timed_row([4.0, 4.0]), b) == [2.0, 4.0 / 6.0]
+    # a single sample (the warm-up call of a variant too slow to repeat): the ratio of the medians
+    assert report._ratio(_timed_row([8.0]), b) == f"{8.0 / np.median([2.0, 6.0, 2.2, 2.0]):.2f}"
+    assert report._ratio(None, b) == "-" and report._ratio({"status": "missing"}, b) == "-"
 
 
 def test_format_table_aligns_columns():

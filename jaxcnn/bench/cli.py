@@ -165,14 +165,7 @@ def run(settings: Settings, argv: Sequence[str] = (), out=print) -> tuple[dict, 
             result = scaling.run_config(config)
             row = {"section": "scaling", "name": config["model"], "shape": f"{config['size']}x{config['size']}x1",
                    "variant": config["impl"], "batch": config["batch"]}  # fmt: skip
-            if "error" in result:
-                row["status"] = f"error: {result['error']}"
-            else:
-                row.update(median_s=result["median_s"], min_s=result["min_s"], max_s=result["max_s"],
-                           images_per_s=config["batch"] / result["median_s"], compile_s=result["compile_s"],
-                           repeats=settings.repeats, calls_per_repeat=result["calls_per_repeat"],
-                           rss_setup_mb=result["rss_setup_mb"], peak_rss_mb=result["peak_rss_mb"])  # fmt: skip
-            rows.append(row)
+            rows.append(_child_row(row, result, extra=("rss_setup_mb", "peak_rss_mb")))
         out(f"\nScaling of the {settings.scaling_model} training step with batch size and image size, each in a "
             f"fresh process (peak RSS: its VmHWM), on {device}")  # fmt: skip
         out(report.scaling_table(rows))
@@ -188,13 +181,7 @@ def run(settings: Settings, argv: Sequence[str] = (), out=print) -> tuple[dict, 
             result = scaling.run_config(config)
             row = {"section": "devices", "name": config["model"], "shape": "28x28x1", "variant": "manual",
                    "batch": settings.batch, "devices": n}  # fmt: skip
-            if "error" in result:
-                row["status"] = f"error: {result['error']}"
-            else:
-                row.update(median_s=result["median_s"], min_s=result["min_s"], max_s=result["max_s"],
-                           images_per_s=settings.batch / result["median_s"], compile_s=result["compile_s"], repeats=settings.repeats,
-                           calls_per_repeat=result["calls_per_repeat"])  # fmt: skip
-            rows.append(row)
+            rows.append(_child_row(row, result))
         what = (
             "simulated CPU devices sharing this host's cores: a check that the sharded step runs and scales "
             "correctly, not a speed claim" if simulated else f"{device} devices: the scaling curve"
@@ -207,6 +194,15 @@ def run(settings: Settings, argv: Sequence[str] = (), out=print) -> tuple[dict, 
     out(f"\n{len(rows)} rows in {meta['wall_s']:.0f} s; load average {meta['load_before'][0]:.2f} at the start, "
         f"{meta['load_after'][0]:.2f} at the end")  # fmt: skip
     return meta, rows
+
+
+def _child_row(row: dict, result: dict, extra: Sequence[str] = ()) -> dict:
+    """``row`` completed from a ``scaling.run_config`` result: its timings (as ``report.timing_row`` lays them
+    out) and the ``extra`` keys, or the child's error as ``status``."""
+    if "error" in result:
+        return {**row, "status": f"error: {result['error']}"}
+    timed = {k: result[k] for k in ("median_s", "min_s", "max_s", "samples_s", "compile_s", "calls_per_repeat", *extra)}
+    return {**row, **timed, "images_per_s": row["batch"] / result["median_s"], "repeats": len(result["samples_s"])}
 
 
 def _positive_float(text: str) -> float:

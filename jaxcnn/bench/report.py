@@ -2,13 +2,20 @@
 
 A row is a flat dict; every row has ``section`` (ops, step, epoch, scaling), ``name`` (op case or model),
 ``shape``, ``variant`` (impl, framework or epoch mode), ``batch``, and, when it was measured, ``median_s``,
-``min_s``, ``max_s`` (seconds per call), ``images_per_s`` and ``compile_s``; a variant that could not run has
-``status`` instead (e.g. "missing (No module named 'torch')").
+``min_s``, ``max_s`` (seconds per call), ``samples_s`` (the seconds per call of each repetition, in round order),
+``images_per_s`` and ``compile_s``; a variant that could not run has ``status`` instead (e.g. "missing (No
+module named 'torch')").
+
+A ratio column is the median over rounds of the per-round ratio, with its min-max across rounds: the variants of
+one comparison are timed in the same rounds (A B, B A, ...), so each round's ratio is taken under the same load,
+and a burst of load that slows a whole round cancels out of it. With fewer than two rounds for either side it is
+the ratio of the medians.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,7 +25,7 @@ from jaxcnn.bench.timing import Timing
 def timing_row(section: str, name: str, shape: str, variant: str, batch: int, timing: Timing, **extra: Any) -> dict:
     return {
         "section": section, "name": name, "shape": shape, "variant": variant, "batch": batch,
-        "median_s": timing.median, "min_s": timing.min, "max_s": timing.max,
+        "median_s": timing.median, "min_s": timing.min, "max_s": timing.max, "samples_s": list(timing.samples),
         "images_per_s": batch / timing.median, "compile_s": timing.compile_s,
         "repeats": len(timing.samples), "calls_per_repeat": timing.calls_per_repeat, **extra,
     }  # fmt: skip
@@ -52,10 +59,25 @@ def _find(rows: list[dict], **match: Any) -> dict | None:
     return None
 
 
-def _ratio(a: dict | None, b: dict | None, key: str = "median_s") -> str:
-    if not a or not b or a.get(key) is None or b.get(key) is None:
+def round_ratios(a: dict, b: dict) -> list[float]:
+    """a's time over b's in each round both were timed in (the first min(len) repetitions of each)."""
+    return [x / y for x, y in zip(a.get("samples_s") or (), b.get("samples_s") or ())]
+
+
+def ratio_value(a: dict, b: dict) -> float:
+    """a's time / b's time: the median of the per-round ratios, or of the medians with fewer than two rounds."""
+    per_round = round_ratios(a, b)
+    return statistics.median(per_round) if len(per_round) >= 2 else a["median_s"] / b["median_s"]
+
+
+def _ratio(a: dict | None, b: dict | None) -> str:
+    """``ratio_value`` with the min-max of the per-round ratios beside it when there are rounds to pair."""
+    if not a or not b or a.get("median_s") is None or b.get("median_s") is None:
         return "-"
-    return f"{a[key] / b[key]:.2f}"
+    per_round = round_ratios(a, b)
+    if len(per_round) < 2:
+        return f"{ratio_value(a, b):.2f}"
+    return f"{ratio_value(a, b):.2f} ({min(per_round):.2f}-{max(per_round):.2f})"
 
 
 def ops_table(rows: list[dict]) -> str:
@@ -159,14 +181,14 @@ def plot(path: Path, meta: dict, rows: list[dict]) -> None:
         a = _find(ops, name=name, shape=shape, what=what, variant="autodiff")
         if m and a:
             labels.append(f"{name} ({what})")
-            ratios.append(m["median_s"] / a["median_s"])
+            ratios.append(ratio_value(m, a))
     ax.barh(range(len(ratios)), ratios, color=["tab:green" if r <= 1 else "tab:red" for r in ratios])
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
     ax.invert_yaxis()
     for x, style in ((1.0, "-"), (0.7, "--")):
         ax.axvline(x, color="k", linestyle=style, linewidth=0.8)
     ax.set_xscale("log")
-    ax.set_title("per op: time manual / autodiff (median; < 1 is faster)")
+    ax.set_title("per op: time manual / autodiff (median over rounds; < 1 is faster)")
 
     ax = axes[0][1]
     steps = [r for r in rows if r["section"] == "step" and r.get("median_s")]
@@ -191,7 +213,7 @@ def plot(path: Path, meta: dict, rows: list[dict]) -> None:
             loop = _find(epochs, name=name, variant=f"{impl} loop")
             if scan and loop:
                 labels.append(f"{name} {impl}")
-                speed.append(loop["median_s"] / scan["median_s"])
+                speed.append(ratio_value(loop, scan))
     ax.bar(range(len(speed)), speed, color=["tab:green" if s >= 1 else "tab:red" for s in speed])
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
     ax.axhline(1.0, color="k", linewidth=0.8)

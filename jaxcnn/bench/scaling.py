@@ -63,6 +63,7 @@ def _child(config: dict[str, Any]) -> dict[str, Any]:
         "median_s": result.median,
         "min_s": result.min,
         "max_s": result.max,
+        "samples_s": list(result.samples),
         "compile_s": result.compile_s,
         "calls_per_repeat": result.calls_per_repeat,
         "rss_setup_mb": rss_setup,
