@@ -24,8 +24,9 @@ from jax import lax
 from jaxcnn.ops import _checks
 
 
-def _from_output(forward: Callable, vjp_from_output: Callable) -> Callable:
-    """A custom_vjp op y = forward(u) whose backward vjp_from_output(y, delta) needs only the saved output y."""
+def _from_saved(forward: Callable, vjp_from_saved: Callable, *, saves: str = "output") -> Callable:
+    """A custom_vjp op y = forward(u) whose backward vjp_from_saved(saved, delta) needs only the saved output y
+    (saves="output") or only the input u (saves="input")."""
 
     @jax.custom_vjp
     def op(x):
@@ -33,10 +34,10 @@ def _from_output(forward: Callable, vjp_from_output: Callable) -> Callable:
 
     def fwd(x):
         y = forward(x)
-        return y, y
+        return y, (y if saves == "output" else x)
 
-    def bwd(y, delta):
-        return (vjp_from_output(y, delta),)
+    def bwd(saved, delta):
+        return (vjp_from_saved(saved, delta),)
 
     op.defvjp(fwd, bwd)
     return op
@@ -44,34 +45,23 @@ def _from_output(forward: Callable, vjp_from_output: Callable) -> Callable:
 
 def _elementwise(forward: Callable, derivative_from_output: Callable) -> Callable:
     """Backward delta * f'(u), with f' written in terms of y = f(u)."""
-    return _from_output(forward, lambda y, delta: delta * derivative_from_output(y))
+    return _from_saved(forward, lambda y, delta: delta * derivative_from_output(y))
 
 
 def _relu_forward(x):
     return jnp.where(x > 0, x, jnp.zeros((), x.dtype))
 
 
-@jax.custom_vjp
-def _manual_relu(x):
-    return _relu_forward(x)
-
-
-def _manual_relu_fwd(x):
-    return _relu_forward(x), x
-
-
-def _manual_relu_bwd(u, delta):
+def _relu_vjp(u, delta):
     """delta o 1[u > 0], from the saved input: 1[u > 0] = 1[y > 0], one comparison fewer than from y, and a
     select, so an infinite delta where u <= 0 gives 0, not inf * 0 = NaN."""
-    return (jnp.where(u > 0, delta, jnp.zeros((), delta.dtype)),)
+    return jnp.where(u > 0, delta, jnp.zeros((), delta.dtype))
 
-
-_manual_relu.defvjp(_manual_relu_fwd, _manual_relu_bwd)
 
 _MANUAL_ELEMENTWISE = {
     "sigmoid": _elementwise(lax.logistic, lambda y: y * (1 - y)),
     "tanh": _elementwise(jnp.tanh, lambda y: (1 - y) * (1 + y)),
-    "relu": _manual_relu,
+    "relu": _from_saved(_relu_forward, _relu_vjp, saves="input"),
 }
 _AUTODIFF_ELEMENTWISE = {"sigmoid": lax.logistic, "tanh": jnp.tanh, "relu": _relu_forward}
 
@@ -118,7 +108,7 @@ def _log_softmax_forward(x, axis):
 
 @functools.lru_cache(maxsize=None)
 def _manual_softmax(axis: int):
-    return _from_output(
+    return _from_saved(
         functools.partial(_softmax_forward, axis=axis),
         lambda y, delta: y * (delta - jnp.sum(delta * y, axis=axis, keepdims=True)),
     )
@@ -126,7 +116,7 @@ def _manual_softmax(axis: int):
 
 @functools.lru_cache(maxsize=None)
 def _manual_log_softmax(axis: int):
-    return _from_output(
+    return _from_saved(
         functools.partial(_log_softmax_forward, axis=axis),
         lambda y, delta: delta - jnp.exp(y) * jnp.sum(delta, axis=axis, keepdims=True),
     )
