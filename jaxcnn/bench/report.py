@@ -74,10 +74,8 @@ def _ratio(a: dict | None, b: dict | None) -> str:
     """``ratio_value`` with the min-max of the per-round ratios beside it when there are rounds to pair."""
     if not a or not b or a.get("median_s") is None or b.get("median_s") is None:
         return "-"
-    per_round = round_ratios(a, b)
-    if len(per_round) < 2:
-        return f"{ratio_value(a, b):.2f}"
-    return f"{ratio_value(a, b):.2f} ({min(per_round):.2f}-{max(per_round):.2f})"
+    per_round, text = round_ratios(a, b), f"{ratio_value(a, b):.2f}"
+    return text if len(per_round) < 2 else f"{text} ({min(per_round):.2f}-{max(per_round):.2f})"
 
 
 def ops_table(rows: list[dict]) -> str:
