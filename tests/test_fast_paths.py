@@ -395,8 +395,8 @@ def test_max_and_first_argmax_jvp_is_the_winners_tangent():
     assert d_winner.dtype == jax.dtypes.float0
 
 
-@pytest.mark.parametrize("x_shape, window, stride, padding", OVERLAP)
-def test_overlapping_max_pool_records_its_winners_in_the_forward(x_shape, window, stride, padding):
+@pytest.mark.parametrize("x_shape, window, stride, padding", TILES + OVERLAP)
+def test_max_pool_records_its_winners_in_the_forward(x_shape, window, stride, padding):
     """The manual forward saves the int32 winner offsets, not x, and its output is the reduce_window max."""
     (x,) = _arrays(13, [x_shape], jnp.float64, quantize=True)
     kw = dict(window=window, stride=stride, padding=padding)

@@ -18,7 +18,7 @@ those offsets (``max_and_winner``), as seed 003 records the argmax.
 
 Non-overlapping windows (stride == window, the usual 2 x 2 pooling) skip that scatter: x reshapes into blocks
 (N, H_out, kh, W_out, kw, C) with one window per block, so the backward is up(delta), masked to each window's
-first maximum (max) or divided by n(w) (mean), reshaped back (``max_pool_input_grad_tiles``).
+first maximum (max, ``route_to_tile_winners``) or divided by n(w) (mean), reshaped back.
 """
 
 from __future__ import annotations
@@ -201,43 +201,51 @@ def max_pool_input_grad(x: jax.Array, delta: jax.Array, geom: PoolGeometry) -> j
     return route_to_winners(max_and_winner(x, geom)[1], delta, geom, x.shape[1:3])
 
 
-def max_pool_input_grad_tiles(x: jax.Array, delta: jax.Array, geom: PoolGeometry) -> jax.Array:
-    """The same routing for non-overlapping windows, by reshaping instead of scattering.
+def tile_max_and_winner(x: jax.Array, geom: PoolGeometry) -> tuple[jax.Array, jax.Array]:
+    """``max_and_winner`` for non-overlapping windows: the cells of each window are the (a, b) slices of x
+    reshaped into blocks (N, H_out, kh, W_out, kw, C) (``PoolGeometry.to_blocks``), no strided copies."""
+    kh, kw = geom.window
+    blocks = geom.to_blocks(x, -jnp.inf, geom.out_hw(x.shape[1:3]))
+    return max_and_first_argmax([blocks[:, :, a, :, b, :] for a in range(kh) for b in range(kw)])
+
+
+def route_to_tile_winners(winner: jax.Array, delta: jax.Array, geom: PoolGeometry, in_hw: tuple[int, int]) -> jax.Array:
+    """``route_to_winners`` for non-overlapping windows, by reshaping instead of scattering.
 
     With stride == window every cell belongs to at most one window, so dE/dx is up(delta) masked to each
-    window's first maximum: x is reshaped into blocks (N, H_out, kh, W_out, kw, C) (``PoolGeometry.to_blocks``),
-    the window axes are moved last and flattened in row-major (a, b) order, and jnp.argmax picks the first
-    maximum exactly as the general path does; the (a, b) block of delta that matches it is kept, the rest
-    zeroed, and the blocks are reshaped back. No scatter and no shifted copy per window offset.
+    window's first maximum: in the blocks (N, H_out, kh, W_out, kw, C) the (a, b) cell of delta's window keeps
+    delta where a k_w + b is the winner and is zeroed elsewhere, and the blocks are reshaped back
+    (``PoolGeometry.from_blocks``). No scatter and no shifted copy per window offset.
     """
     kh, kw = geom.window
-    blocks = geom.to_blocks(x, -jnp.inf, delta.shape[1:3])
-    n, ho, _, wo, _, c = blocks.shape
-    winner = jnp.argmax(blocks.transpose(0, 1, 3, 5, 2, 4).reshape(n, ho, wo, c, kh * kw), axis=-1)
     shape = (1, 1, kh, 1, kw, 1)
     order = lax.broadcasted_iota(jnp.int32, shape, 2) * kw + lax.broadcasted_iota(jnp.int32, shape, 4)
     routed = jnp.where(order == winner[:, :, None, :, None, :], delta[:, :, None, :, None, :], jnp.zeros((), delta.dtype))
-    return geom.from_blocks(routed, x.shape[1:3])
+    return geom.from_blocks(routed, in_hw)
+
+
+def max_pool_input_grad_tiles(x: jax.Array, delta: jax.Array, geom: PoolGeometry) -> jax.Array:
+    """The routing of ``max_pool_input_grad`` for non-overlapping windows, through the blocks of x."""
+    return route_to_tile_winners(tile_max_and_winner(x, geom)[1], delta, geom, x.shape[1:3])
 
 
 @functools.lru_cache(maxsize=None)
 def _manual_max(geom: PoolGeometry, in_hw: tuple[int, int]):
-    """Non-overlapping windows keep x for the reshape backward (XLA computes its argmax together with the
-    forward's max); overlapping ones keep only the winners' offsets, found with the max in one reduction."""
+    """The forward saves only the int32 offset of each window's first maximum, found with the max in one
+    reduction (seed 003 records the argmax); the backward routes delta by it."""
+    max_and_winner_of, route = (
+        (tile_max_and_winner, route_to_tile_winners) if geom.tiles else (max_and_winner, route_to_winners)
+    )
 
     @jax.custom_vjp
     def pool(x):
         return _max_forward(x, geom)
 
     def fwd(x):
-        if geom.tiles:
-            return _max_forward(x, geom), x
-        return max_and_winner(x, geom)
+        return max_and_winner_of(x, geom)
 
-    def bwd(saved, delta):
-        if geom.tiles:
-            return (max_pool_input_grad_tiles(saved, delta, geom),)
-        return (route_to_winners(saved, delta, geom, in_hw),)
+    def bwd(winner, delta):
+        return (route(winner, delta, geom, in_hw),)
 
     pool.defvjp(fwd, bwd)
     return pool
