@@ -331,8 +331,17 @@ def test_max_pool_tiles(x_shape, window, stride, padding, ties):
     x, geom = pooling._pool_geometry("max_pool", x, window, stride, padding)
     assert geom.tiles
     (delta,) = _arrays(9, [jax.eval_shape(lambda x: pooling._max_forward(x, geom), x).shape], jnp.float64)
-    fast = jax.jit(lambda x, d: pooling.max_pool_input_grad_tiles(x, d, geom))(x, delta)
-    general = jax.jit(lambda x, d: pooling.max_pool_input_grad(x, d, geom))(x, delta)
+    in_hw = tuple(x.shape[1:3])
+
+    @jax.jit
+    def fast(x, d):
+        return pooling.route_to_tile_winners(pooling.tile_max_and_winner(x, geom)[1], d, geom, in_hw)
+
+    @jax.jit
+    def general(x, d):  # the overlapping windows' path, which handles tiling windows too
+        return pooling.route_to_winners(pooling.max_and_winner(x, geom)[1], d, geom, in_hw)
+
+    fast, general = fast(x, delta), general(x, delta)
     np.testing.assert_array_equal(np.asarray(fast), np.asarray(general))  # the same routing: bitwise equal
     kw = dict(window=window, stride=stride, padding=padding)
     assert_twins_agree(lambda impl, x: ops.max_pool(x, impl=impl, **kw), (x,), jnp.float64)

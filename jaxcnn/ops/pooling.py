@@ -196,11 +196,6 @@ def route_to_winners(winner: jax.Array, delta: jax.Array, geom: PoolGeometry, in
     return geom.scatter_to_input(shares, in_hw)
 
 
-def max_pool_input_grad(x: jax.Array, delta: jax.Array, geom: PoolGeometry) -> jax.Array:
-    """Route each window's delta to the first maximum of that window; sum where windows overlap."""
-    return route_to_winners(max_and_winner(x, geom)[1], delta, geom, x.shape[1:3])
-
-
 def tile_max_and_winner(x: jax.Array, geom: PoolGeometry) -> tuple[jax.Array, jax.Array]:
     """``max_and_winner`` for non-overlapping windows: the cells of each window are the (a, b) slices of x
     reshaped into blocks (N, H_out, kh, W_out, kw, C) (``PoolGeometry.to_blocks``), no strided copies."""
@@ -222,11 +217,6 @@ def route_to_tile_winners(winner: jax.Array, delta: jax.Array, geom: PoolGeometr
     order = lax.broadcasted_iota(jnp.int32, shape, 2) * kw + lax.broadcasted_iota(jnp.int32, shape, 4)
     routed = jnp.where(order == winner[:, :, None, :, None, :], delta[:, :, None, :, None, :], jnp.zeros((), delta.dtype))
     return geom.from_blocks(routed, in_hw)
-
-
-def max_pool_input_grad_tiles(x: jax.Array, delta: jax.Array, geom: PoolGeometry) -> jax.Array:
-    """The routing of ``max_pool_input_grad`` for non-overlapping windows, through the blocks of x."""
-    return route_to_tile_winners(tile_max_and_winner(x, geom)[1], delta, geom, x.shape[1:3])
 
 
 @functools.lru_cache(maxsize=None)
