@@ -110,9 +110,14 @@ def width_block_factor(w_shape: tuple[int, ...], geom: ConvGeometry) -> int:
     WIDTH_BLOCK_MAX_CHANNELS for an ungrouped conv with stride and dilation 1 along the width and more than one
     tap across it (with k_w = 1 the blocked kernel is block-diagonal: r times the work, nothing gained); else 1."""
     _, kw, c_in, c_out = w_shape
-    if geom.groups != 1 or geom.stride[1] != 1 or geom.dilation[1] != 1 or kw == 1:
+    if not width_blockable(kw, geom):
         return 1
     return next((r for r in WIDTH_BLOCK_FACTORS if r * (c_in + c_out) <= WIDTH_BLOCK_MAX_CHANNELS), 1)
+
+
+def width_blockable(kw: int, geom: ConvGeometry) -> bool:
+    """Whether columns can fold into channels: ungrouped, stride and dilation 1 along the width, k_w > 1."""
+    return geom.groups == 1 and geom.stride[1] == 1 and geom.dilation[1] == 1 and kw > 1
 
 
 def blocks_read(kw: int, r: int) -> int:
@@ -389,9 +394,7 @@ def kernel_grad_path(w_shape: tuple[int, ...], geom: ConvGeometry) -> str:
     against 0.57 at batch 128 on XLA:CPU), else "correlation"."""
     _, kw, c_in, c_out = w_shape
     narrow = KERNEL_GRAD_BLOCK * (c_in + c_out) <= KERNEL_GRAD_BLOCK_MAX_CHANNELS
-    if narrow and kw > 1 and geom.groups == 1 and geom.stride[1] == 1 and geom.dilation[1] == 1:
-        return "width_blocked"
-    return "correlation"
+    return "width_blocked" if narrow and width_blockable(kw, geom) else "correlation"
 
 
 def width_blocked_kernel_grad(

@@ -145,33 +145,30 @@ def _first_max_reducer(op: tuple[jax.Array, jax.Array], acc: tuple[jax.Array, ja
     return lax.select(take_value, op_value, acc_value), lax.select(take_index, op_index, acc_index)
 
 
-@jax.custom_jvp
-def max_and_first_argmax(cells: list[jax.Array]) -> tuple[jax.Array, jax.Array]:
-    """(max_k cells[k], first k attaining it) at each index, elementwise over the cells' shape; a NaN counts as the
-    maximum, as in jnp.max / jnp.argmax. The index is int32.
-
-    One variadic reduction over a window axis built by a chain of selects on an iota, T[..., k] = cells[k], not
-    by stacking: XLA:CPU writes a stack of the K strided cells to memory (K copies of the pooled input: 84 ms
-    for a 3 x 3 / 1 window at 64 x 28 x 28 x 64), while the select chain fuses into the reduction (3.6 ms
-    there). A running argmax (one select per cell) is cheaper on its own, but XLA fuses it into every shifted
-    share of the backward's scatter and recomputes it there; the reduction's result is written once.
-    """
-    last = len(cells) - 1
-    k = lax.broadcasted_iota(jnp.int32, (*cells[0].shape, len(cells)), cells[0].ndim)
-    window = jnp.broadcast_to(cells[last][..., None], k.shape)
-    for j in range(last - 1, -1, -1):
-        window = jnp.where(k == j, cells[j][..., None], window)
-    init = (np.array(-np.inf, window.dtype), np.array(0, np.int32))
-    top, winner = lax.reduce((window, k), init, _first_max_reducer, (cells[0].ndim,))
-    return top, winner
-
-
 def pick(cells: list[jax.Array], winner: jax.Array) -> jax.Array:
     """cells[winner[i]][i] at each index i."""
     picked = cells[-1]
     for k in range(len(cells) - 2, -1, -1):
         picked = jnp.where(winner == k, cells[k], picked)
     return picked
+
+
+@jax.custom_jvp
+def max_and_first_argmax(cells: list[jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """(max_k cells[k], first k attaining it) at each index, elementwise over the cells' shape; a NaN counts as the
+    maximum, as in jnp.max / jnp.argmax. The index is int32.
+
+    One variadic reduction over a window axis built by a chain of selects on an iota, T[..., k] = cells[k]
+    (``pick``), not by stacking: XLA:CPU writes a stack of the K strided cells to memory (K copies of the
+    pooled input: 84 ms for a 3 x 3 / 1 window at 64 x 28 x 28 x 64), while the select chain fuses into the
+    reduction (3.6 ms there). A running argmax (one select per cell) is cheaper on its own, but XLA fuses it into every shifted
+    share of the backward's scatter and recomputes it there; the reduction's result is written once.
+    """
+    k = lax.broadcasted_iota(jnp.int32, (*cells[0].shape, len(cells)), cells[0].ndim)
+    window = jnp.broadcast_to(pick([c[..., None] for c in cells], k), k.shape)
+    init = (np.array(-np.inf, window.dtype), np.array(0, np.int32))
+    top, winner = lax.reduce((window, k), init, _first_max_reducer, (cells[0].ndim,))
+    return top, winner
 
 
 @max_and_first_argmax.defjvp
