@@ -15,8 +15,8 @@ from __future__ import annotations
 import sys
 
 from jaxcnn.bench import main
-from jaxcnn.xla_flags import prefer_eigen_convolutions
+from jaxcnn.process import prepare_process
 
 if __name__ == "__main__":
-    prefer_eigen_convolutions()  # as python -m jaxcnn bench does
+    prepare_process()  # as python -m jaxcnn bench does
     sys.exit(main())

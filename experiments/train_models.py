@@ -30,7 +30,7 @@ import jax
 from _common import REPO, print_table
 from jaxcnn.models import MODELS, get_model
 from jaxcnn.train import TrainConfig, train
-from jaxcnn.xla_flags import prefer_eigen_convolutions
+from jaxcnn.process import prepare_process
 
 # The recipes behind the README's table: TrainConfig fields per model (the rest are TrainConfig's defaults).
 RECIPES = {
@@ -86,7 +86,7 @@ def train_one(name: str, args) -> dict:
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
-    prefer_eigen_convolutions()
+    prepare_process()
     rows = []
     for name in args.models:
         rows.append(train_one(name, args))

@@ -37,7 +37,7 @@ from _common import REPO, print_table
 from jaxcnn.models import ZOO, get_model
 from jaxcnn.train import TrainConfig, init_state, make_optimizer, make_train_step, train
 from jaxcnn.train.run import MetricsLog
-from jaxcnn.xla_flags import prefer_eigen_convolutions
+from jaxcnn.process import prepare_process
 
 AUGMENT = dict(flip=True, crop_pad=2)
 # TrainConfig fields per architecture on top of TrainConfig's defaults (Adam 1e-3, cosine decay, batch 32).
@@ -167,7 +167,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
-    prefer_eigen_convolutions()
+    prepare_process()
     rows = []
     for name in args.models:
         rows.append(train_one(name, args))

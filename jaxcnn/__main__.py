@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from jaxcnn.xla_flags import prefer_eigen_convolutions
+from jaxcnn.process import prepare_process
 
 
 def _gradcheck(argv: Sequence[str]) -> int:
@@ -58,7 +58,7 @@ COMMANDS = {"train": _train, "gradcheck": _gradcheck, "bench": _bench}
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    prefer_eigen_convolutions()
+    prepare_process()
     if not argv or argv[0] not in COMMANDS:
         print(f"usage: python -m jaxcnn {{{','.join(COMMANDS)}}} [options]   (-h after a command for its options)")
         return 0 if argv and argv[0] in ("-h", "--help") else 2

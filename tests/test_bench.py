@@ -7,6 +7,7 @@ process (``sys.modules["torch"] = None``), so it passes whether or not PyTorch i
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from jaxcnn import host_memory
 from jaxcnn.bench import cases, cli, report, timing
 
 REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
@@ -116,6 +118,8 @@ def test_smoke_run_writes_tables_json_and_chart_without_torch(tmp_path):
     data = json.loads(out.read_text())
     assert data["meta"]["torch"] == "missing" and data["meta"]["mode"] == "smoke"
     assert {"backend", "device_kind", "load_before", "load_after", "jax"} <= set(data["meta"])
+    if host_memory.glibc_mallopt() and not host_memory.user_malloc_setting(os.environ):
+        assert data["meta"]["host_memory"] == host_memory.KEPT  # python -m jaxcnn set it up before timing
     rows = data["rows"]
     assert {r["section"] for r in rows} == {"ops", "step", "epoch", "scaling", "devices"}
     for row in rows:

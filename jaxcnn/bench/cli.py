@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from jaxcnn.host_memory import keep_freed_memory
+
 SECTIONS = ("ops", "step", "epoch", "scaling", "devices")
 STEP_MODELS = ("lenet5", "lenet5_classic", "cnn_small")
 
@@ -67,7 +69,7 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def machine_meta(settings: Settings, argv: Sequence[str]) -> dict:
+def machine_meta(settings: Settings, argv: Sequence[str], host_memory: str = "") -> dict:
     import jax
     import jaxlib
 
@@ -96,19 +98,22 @@ def machine_meta(settings: Settings, argv: Sequence[str]) -> dict:
         "torch": torch_models.version(),
         "torch_threads": torch_threads,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "host_memory": host_memory,  # what jaxcnn.host_memory.keep_freed_memory did ("" when not called)
         "load_before": list(os.getloadavg()),
     }
 
 
-def run(settings: Settings, argv: Sequence[str] = (), out=print) -> tuple[dict, list[dict]]:
-    """Measure every requested section; prints each table as soon as its section is done."""
+def run(settings: Settings, argv: Sequence[str] = (), out=print, host_memory: str = "") -> tuple[dict, list[dict]]:
+    """Measure every requested section; prints each table as soon as its section is done. ``host_memory``:
+    what ``keep_freed_memory`` did in this process, for the metadata."""
     from jaxcnn.bench import cases, report, scaling, timing, torch_models
 
-    meta = machine_meta(settings, argv)
+    meta = machine_meta(settings, argv, host_memory)
     device = f"{meta['device_kind']} ({meta['backend']})"
     out(f"jaxcnn bench on {device}, {meta['cpu_count']} CPUs, jax {meta['jax']}, torch {meta['torch']}; "
         f"load average {meta['load_before'][0]:.2f} at the start"
-        + (f"; XLA_FLAGS={meta['xla_flags']}" if meta["xla_flags"] else ""))  # fmt: skip
+        + (f"; XLA_FLAGS={meta['xla_flags']}" if meta["xla_flags"] else "")
+        + (f"; freed host memory: {host_memory}" if host_memory else ""))  # fmt: skip
     rows: list[dict] = []
     tic = time.perf_counter()
     compare = dict(repeats=settings.repeats, min_time=settings.min_time, warmup=settings.warmup, max_time=settings.max_time)
@@ -273,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jaxcnn.bench import report
 
     json_path = args.json or Path("runs") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    meta, rows = run(settings, argv)
+    meta, rows = run(settings, argv, host_memory=keep_freed_memory())  # again after prepare_process: same result
     report.write_json(json_path, meta, rows)
     print(f"rows written to {json_path}")
     if not args.no_plot:
