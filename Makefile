@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 TRAIN_ARGS ?= --model lenet5 --dataset fashion_mnist --epochs 30 --batch-size 64 --learning-rate 2e-3 --flip --crop-pad 1 --impl manual
 
-.PHONY: train test gradcheck data install
+.PHONY: train test gradcheck system-packages install
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,21 +15,26 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Debian's dataset-fashion-mnist: the genuine Fashion-MNIST IDX files, the offline default dataset.
-data:
-	@if [ ! -d $(FASHION_DIR) ]; then \
+# Debian packages, installed when missing: dataset-fashion-mnist (the genuine Fashion-MNIST IDX files, the offline
+# default dataset) and libtcmalloc-minimal4 (the malloc that jaxcnn's commands run on, jaxcnn/host_memory.py).
+system-packages:
+	@missing=""; \
+	[ -d $(FASHION_DIR) ] || missing="dataset-fashion-mnist"; \
+	ldconfig -p 2>/dev/null | grep -q libtcmalloc_minimal.so.4 || missing="$$missing libtcmalloc-minimal4"; \
+	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null 2>&1; then \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist; \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing; \
 	  else \
-	    echo "no apt-get: point --data-dir or JAXCNN_DATA at a folder of Fashion-MNIST IDX files"; \
+	    echo "no apt-get to install$$missing: point --data-dir or JAXCNN_DATA at a folder of Fashion-MNIST IDX files;"; \
+	    echo "without tcmalloc jaxcnn runs on the system malloc (slower for large steps)"; \
 	  fi; \
 	fi
 
-train: install data
+train: install system-packages
 	$(PY) -m jaxcnn train $(TRAIN_ARGS)
 
-test: install data
+test: install system-packages
 	$(PY) -m pytest -n 2 tests
 
 gradcheck: install

@@ -15,8 +15,10 @@ from __future__ import annotations
 import sys
 
 from jaxcnn.bench import main
-from jaxcnn.process import prepare_process
+from jaxcnn.host_memory import run_on_tcmalloc
+from jaxcnn.xla_flags import prefer_eigen_convolutions
 
-if __name__ == "__main__":
-    prepare_process()  # as python -m jaxcnn bench does
+if __name__ == "__main__":  # set up as python -m jaxcnn bench is
+    run_on_tcmalloc()
+    prefer_eigen_convolutions()
     sys.exit(main())

@@ -30,7 +30,8 @@ import jax
 from _common import REPO, print_table
 from jaxcnn.models import MODELS, get_model
 from jaxcnn.train import TrainConfig, train
-from jaxcnn.process import prepare_process
+from jaxcnn.host_memory import run_on_tcmalloc
+from jaxcnn.xla_flags import prefer_eigen_convolutions
 
 # The recipes behind the README's table: TrainConfig fields per model (the rest are TrainConfig's defaults).
 RECIPES = {
@@ -86,7 +87,7 @@ def train_one(name: str, args) -> dict:
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
-    prepare_process()
+    prefer_eigen_convolutions()
     rows = []
     for name in args.models:
         rows.append(train_one(name, args))
@@ -108,4 +109,5 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
+    run_on_tcmalloc()  # as python -m jaxcnn does
     main()

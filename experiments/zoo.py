@@ -37,7 +37,8 @@ from _common import REPO, print_table
 from jaxcnn.models import ZOO, get_model
 from jaxcnn.train import TrainConfig, init_state, make_optimizer, make_train_step, train
 from jaxcnn.train.run import MetricsLog
-from jaxcnn.process import prepare_process
+from jaxcnn.host_memory import run_on_tcmalloc
+from jaxcnn.xla_flags import prefer_eigen_convolutions
 
 AUGMENT = dict(flip=True, crop_pad=2)
 # TrainConfig fields per architecture on top of TrainConfig's defaults (Adam 1e-3, cosine decay, batch 32).
@@ -167,7 +168,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
-    prepare_process()
+    prefer_eigen_convolutions()
     rows = []
     for name in args.models:
         rows.append(train_one(name, args))
@@ -191,4 +192,5 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
+    run_on_tcmalloc()  # as python -m jaxcnn does
     main()

@@ -1,68 +1,70 @@
-"""Keep the host memory that XLA:CPU frees, so that the next training step reuses it without page faults.
+"""Run jaxcnn's commands on tcmalloc, so that the host memory XLA:CPU frees after a step serves the next one.
 
 XLA:CPU allocates the buffers of each run of a compiled step with malloc (a block of temporaries, tens to
-hundreds of MB for a CNN at batch 128, and the outputs) and frees them when the run ends. glibc serves blocks
-that large with mmap, from the arena of the runtime thread that asks, and unmaps them on free: every step then
-touches fresh pages, and the kernel zero-fills each one on its first touch. Measured here (2 vCPUs, jaxlib 0.10,
-batch 128, manual impl): cnn_small took 19,800 page faults and 34 ms of kernel time per 76 ms step.
+hundreds of MB for a CNN at batch 128, and Eigen's convolution workspaces) and frees them when the run ends.
+glibc's malloc serves blocks over 32 MB with mmap and unmaps them on free, so every step maps fresh pages that
+the kernel zero-fills on their first touch. Measured here (2 vCPUs, jaxlib 0.10, batch 128, manual impl):
+cnn_small took 19,800 page faults and 31 ms of kernel time per 78 ms step; on tcmalloc, which keeps freed spans
+for reuse, 110-170 faults and a 56 ms step. (glibc's own knobs, ``mallopt`` with one arena, no mmap and no trim,
+also removed the faults, but the runtime's threads then queued on the one arena's lock: lenet5's step got
+10-15% slower, and peak RSS grew by up to 1.9x.)
 
-``keep_freed_memory`` has glibc serve every thread from one arena that grows with brk and never shrinks
-(``mallopt``: M_ARENA_MAX 1, M_MMAP_MAX 0, M_TRIM_THRESHOLD at its maximum): a freed block goes back on the
-arena's free lists and the next step takes it again, already mapped. The process keeps its peak heap until it
-exits (a training process needs it at every step anyway); its peak RSS grew by 9% for cnn_small.
+A process cannot change its malloc once it runs: ``run_on_tcmalloc`` re-executes the current command with
+tcmalloc preloaded (LD_PRELOAD). The programs call it first: ``python -m jaxcnn`` and the ``jaxcnn`` script, the
+experiment scripts that train or time, the benchmark's child processes. Debian's package libtcmalloc-minimal4
+provides it (``make`` installs it); without it, or with JAXCNN_MALLOC=system, they run on the system malloc.
 """
 
 from __future__ import annotations
 
-import ctypes
 import ctypes.util
 import os
-from typing import Callable, Mapping
+import sys
+from typing import Mapping
 
-# mallopt parameters, from glibc's malloc.h
-M_TRIM_THRESHOLD = -1
-M_MMAP_MAX = -4
-M_ARENA_MAX = -8
-NEVER_TRIM = 2**31 - 1  # the largest value mallopt takes (a C int)
-
-MALLOC_SETTINGS = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, NEVER_TRIM))
-# environment variables by which a user configures malloc themselves; keep_freed_memory then leaves it alone
-USER_MALLOC_VARIABLES = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
-KEPT = "kept"
+TCMALLOC = "tcmalloc_minimal"  # the library's name for ctypes.util.find_library (libtcmalloc_minimal.so.4)
+# Set in the re-executed process (so that it does not re-execute again); "system" set by the user beforehand
+# keeps the system malloc.
+MALLOC_VARIABLE = "JAXCNN_MALLOC"
+# tcmalloc reports every allocation over 1 GiB on stderr by default; a large training set is one
+QUIET_LARGE_ALLOCATIONS = {"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(2**40)}
 
 
-def user_malloc_setting(environ: Mapping[str, str]) -> str:
-    """The variable of ``environ`` by which the user chose their own allocator or glibc malloc settings, or ""."""
-    if "glibc.malloc" in environ.get("GLIBC_TUNABLES", ""):
-        return "GLIBC_TUNABLES"
-    if "malloc" in environ.get("LD_PRELOAD", ""):
-        return "LD_PRELOAD"
-    return next((name for name in USER_MALLOC_VARIABLES if name in environ), "")
+def find_tcmalloc() -> str | None:
+    """The file name of the tcmalloc shared library the dynamic loader would find, or None."""
+    return ctypes.util.find_library(TCMALLOC)
 
 
-def glibc_mallopt() -> Callable[[int, int], int] | None:
-    """glibc's ``mallopt`` through ctypes, or None where the C library is not glibc (macOS, musl)."""
+def allocator_in_use(maps_path: str = "/proc/self/maps") -> str:
+    """"tcmalloc" or "jemalloc" when that library is mapped into this process, else "system"; "unknown" where
+    ``maps_path`` cannot be read (not Linux)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        libc.gnu_get_libc_version  # glibc only: AttributeError elsewhere
-    except (OSError, TypeError, AttributeError):
+        with open(maps_path) as maps:
+            text = maps.read()
+    except OSError:
+        return "unknown"
+    return next((name for name in ("tcmalloc", "jemalloc") if f"lib{name}" in text), "system")
+
+
+def preload_environment(environ: Mapping[str, str], library: str | None) -> dict[str, str] | None:
+    """The environment to re-execute the command with, ``library`` first in LD_PRELOAD; None to run as is: when
+    ``library`` is None, MALLOC_VARIABLE is set (already re-executed, or "system"), or LD_PRELOAD already names
+    an allocator (a user's jemalloc, say)."""
+    preloaded = environ.get("LD_PRELOAD", "")
+    if library is None or MALLOC_VARIABLE in environ or "malloc" in preloaded:
         return None
-    return libc.mallopt
+    env = {**QUIET_LARGE_ALLOCATIONS, **environ, MALLOC_VARIABLE: TCMALLOC}
+    env["LD_PRELOAD"] = f"{library} {preloaded}".strip()
+    return env
 
 
-def keep_freed_memory(environ: Mapping[str, str] = os.environ) -> str:
-    """Apply MALLOC_SETTINGS with mallopt. Returns KEPT ("kept"), or why not: the user's own malloc variable
-    (``user_malloc_setting``), "not glibc", or "refused by mallopt".
-
-    A thread is bound to an arena at its first malloc: call this before JAX starts its backend (the first
-    computation, not ``import jax``), as ``jaxcnn.process.prepare_process`` does.
-    """
-    user = user_malloc_setting(environ)
-    if user:
-        return f"left to {user}"
-    mallopt = glibc_mallopt()
-    if mallopt is None:
-        return "not glibc"
-    if not all(mallopt(param, value) == 1 for param, value in MALLOC_SETTINGS):
-        return "refused by mallopt"
-    return KEPT
+def run_on_tcmalloc() -> None:
+    """Re-execute this program (``sys.orig_argv``) with tcmalloc preloaded, on Linux when it is installed and
+    ``preload_environment`` allows; otherwise return and run on as is. Call it first in a program's entry point,
+    before any work: the process is replaced."""
+    env = preload_environment(os.environ, find_tcmalloc()) if sys.platform.startswith("linux") else None
+    if env is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, sys.orig_argv, env)

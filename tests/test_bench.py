@@ -118,8 +118,9 @@ def test_smoke_run_writes_tables_json_and_chart_without_torch(tmp_path):
     data = json.loads(out.read_text())
     assert data["meta"]["torch"] == "missing" and data["meta"]["mode"] == "smoke"
     assert {"backend", "device_kind", "load_before", "load_after", "jax"} <= set(data["meta"])
-    if host_memory.glibc_mallopt() and not host_memory.user_malloc_setting(os.environ):
-        assert data["meta"]["host_memory"] == host_memory.KEPT  # python -m jaxcnn set it up before timing
+    # main(argv) called from Python runs on this process's malloc; the scaling children, programs, on tcmalloc
+    assert data["meta"]["allocator"] == host_memory.allocator_in_use()
+    child = "tcmalloc" if host_memory.preload_environment(os.environ, host_memory.find_tcmalloc()) else host_memory.allocator_in_use()
     rows = data["rows"]
     assert {r["section"] for r in rows} == {"ops", "step", "epoch", "scaling", "devices"}
     for row in rows:
@@ -132,7 +133,7 @@ def test_smoke_run_writes_tables_json_and_chart_without_torch(tmp_path):
     assert {r["variant"] for r in rows if r["section"] == "epoch"} == {"manual scan", "manual loop", "autodiff scan",
                                                                       "autodiff loop"}  # fmt: skip
     scaling = [r for r in rows if r["section"] == "scaling"]
-    assert scaling and all(r["peak_rss_mb"] > 0 for r in scaling)
+    assert scaling and all(r["peak_rss_mb"] > 0 and r["allocator"] == child for r in scaling)
     devices = [r for r in rows if r["section"] == "devices"]
     assert [r["devices"] for r in devices] == [1, 2] and all(r["images_per_s"] > 0 for r in devices), devices
     assert "not a speed claim" in text  # simulated CPU devices are labelled as a correctness check

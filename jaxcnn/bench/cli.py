@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from jaxcnn.host_memory import keep_freed_memory
+from jaxcnn.host_memory import allocator_in_use
 
 SECTIONS = ("ops", "step", "epoch", "scaling", "devices")
 STEP_MODELS = ("lenet5", "lenet5_classic", "cnn_small")
@@ -69,7 +69,7 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def machine_meta(settings: Settings, argv: Sequence[str], host_memory: str = "") -> dict:
+def machine_meta(settings: Settings, argv: Sequence[str]) -> dict:
     import jax
     import jaxlib
 
@@ -98,22 +98,21 @@ def machine_meta(settings: Settings, argv: Sequence[str], host_memory: str = "")
         "torch": torch_models.version(),
         "torch_threads": torch_threads,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "host_memory": host_memory,  # what jaxcnn.host_memory.keep_freed_memory did ("" when not called)
+        "allocator": allocator_in_use(),  # malloc of this process (jaxcnn.host_memory)
         "load_before": list(os.getloadavg()),
     }
 
 
-def run(settings: Settings, argv: Sequence[str] = (), out=print, host_memory: str = "") -> tuple[dict, list[dict]]:
-    """Measure every requested section; prints each table as soon as its section is done. ``host_memory``:
-    what ``keep_freed_memory`` did in this process, for the metadata."""
+def run(settings: Settings, argv: Sequence[str] = (), out=print) -> tuple[dict, list[dict]]:
+    """Measure every requested section; prints each table as soon as its section is done."""
     from jaxcnn.bench import cases, report, scaling, timing, torch_models
 
-    meta = machine_meta(settings, argv, host_memory)
+    meta = machine_meta(settings, argv)
     device = f"{meta['device_kind']} ({meta['backend']})"
     out(f"jaxcnn bench on {device}, {meta['cpu_count']} CPUs, jax {meta['jax']}, torch {meta['torch']}; "
         f"load average {meta['load_before'][0]:.2f} at the start"
-        + (f"; XLA_FLAGS={meta['xla_flags']}" if meta["xla_flags"] else "")
-        + (f"; freed host memory: {host_memory}" if host_memory else ""))  # fmt: skip
+        + f"; malloc: {meta['allocator']}"
+        + (f"; XLA_FLAGS={meta['xla_flags']}" if meta["xla_flags"] else ""))  # fmt: skip
     rows: list[dict] = []
     tic = time.perf_counter()
     compare = dict(repeats=settings.repeats, min_time=settings.min_time, warmup=settings.warmup, max_time=settings.max_time)
@@ -203,10 +202,11 @@ def run(settings: Settings, argv: Sequence[str] = (), out=print, host_memory: st
 
 def _child_row(row: dict, result: dict, extra: Sequence[str] = ()) -> dict:
     """``row`` completed from a ``scaling.run_config`` result: its timings (as ``report.timing_row`` lays them
-    out) and the ``extra`` keys, or the child's error as ``status``."""
+    out), the child's malloc and the ``extra`` keys, or the child's error as ``status``."""
     if "error" in result:
         return {**row, "status": f"error: {result['error']}"}
-    timed = {k: result[k] for k in ("median_s", "min_s", "max_s", "samples_s", "compile_s", "calls_per_repeat", *extra)}
+    keys = ("median_s", "min_s", "max_s", "samples_s", "compile_s", "calls_per_repeat", "allocator", *extra)
+    timed = {k: result[k] for k in keys}
     return {**row, **timed, "images_per_s": row["batch"] / result["median_s"], "repeats": len(result["samples_s"])}
 
 
@@ -278,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jaxcnn.bench import report
 
     json_path = args.json or Path("runs") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    meta, rows = run(settings, argv, host_memory=keep_freed_memory())  # again after prepare_process: same result
+    meta, rows = run(settings, argv)
     report.write_json(json_path, meta, rows)
     print(f"rows written to {json_path}")
     if not args.no_plot:

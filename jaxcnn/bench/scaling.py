@@ -2,9 +2,9 @@
 
 Each configuration (model, impl, batch, image size) runs in a fresh child process (``python -m
 jaxcnn.bench.scaling CONFIG_JSON``), so that its peak resident set size (``ru_maxrss``) belongs to that
-configuration alone: the child keeps freed host memory (``jaxcnn.host_memory``), imports JAX, builds the model,
-compiles and times its training step, and prints one JSON line with images/s, its RSS once the model and batch
-are built (before compiling) and its peak RSS.
+configuration alone: the child runs on tcmalloc as the parent does (``jaxcnn.host_memory``), imports JAX, builds
+the model, compiles and times its training step, and prints one JSON line with images/s, its RSS once the model
+and batch are built (before compiling) and its peak RSS.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import resource
 import subprocess
 import sys
 from typing import Any
+
+from jaxcnn.host_memory import allocator_in_use, run_on_tcmalloc
 
 MARKER = "JAXCNN_BENCH_SCALING "
 
@@ -46,9 +48,6 @@ def _rss_now_mb() -> float:
 
 
 def _child(config: dict[str, Any]) -> dict[str, Any]:
-    from jaxcnn.host_memory import keep_freed_memory
-
-    host_memory = keep_freed_memory()  # as python -m jaxcnn does, before JAX starts its backend
     import jax
 
     from jaxcnn.bench import cases, timing
@@ -73,7 +72,7 @@ def _child(config: dict[str, Any]) -> dict[str, Any]:
         "rss_setup_mb": rss_setup,
         "peak_rss_mb": _peak_rss_mb(),
         "device_kind": jax.devices()[0].device_kind,
-        "host_memory": host_memory,
+        "allocator": allocator_in_use(),
     }
 
 
@@ -112,5 +111,6 @@ def configs(model: str, impls, batches, sizes, base_batch: int, base_size: int, 
 
 
 if __name__ == "__main__":
+    run_on_tcmalloc()
     row = _child(json.loads(sys.argv[1]))
     print(MARKER + json.dumps(row), flush=True)
