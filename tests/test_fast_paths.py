@@ -139,6 +139,24 @@ def test_polyphase_input_gradient(x_hw, k, stride, padding):
     assert_twins_agree(lambda impl, *a: ops.conv2d(*a, impl=impl, **kw), (x, w, b), jnp.float64)
 
 
+@pytest.mark.parametrize("x_hw, k, stride, padding", STRIDED)
+def test_stacked_and_separate_phases_agree(x_hw, k, stride, padding):
+    """The polyphase input gradient's two evaluations (one correlation for all phases, or one per phase without
+    the zero taps) give the same phases, whichever of them ``stack_phases`` picks for the kernel."""
+    x, w, b, geom, delta = _input_grads((*x_hw, MANY), k, stride, padding)
+    out_hw = tuple(-(-(lo + n) // s) for n, s, (lo, _) in zip(x.shape[1:3], geom.stride, geom.padding))
+    stacked = conv.stacked_phases(delta, w, geom.stride, out_hw)
+    separate = conv.separate_phases(delta, w, geom.stride, out_hw)
+    assert stacked.shape == separate.shape == (x.shape[0], *out_hw, *geom.stride, x.shape[3])
+    assert _relative(stacked, separate) < 1e-12
+
+
+def test_phases_are_stacked_only_without_zero_taps():
+    assert conv.stack_phases((4, 4), (2, 2)) and conv.stack_phases((3, 4), (3, 2)) and conv.stack_phases((2, 2), (2, 2))
+    assert not conv.stack_phases((3, 3), (2, 2)) and not conv.stack_phases((3, 3), (2, 1))
+    assert not conv.stack_phases((5, 3), (2, 3))
+
+
 @pytest.mark.parametrize("x_hw, k, stride, padding", [*STRIDED, ((2, 9, 8), (3, 2), 1, "VALID"), ((2, 12, 11), (3, 3), (2, 1), "SAME")])
 @pytest.mark.parametrize("dilation", [1, 2])
 def test_col2im_input_gradient(x_hw, k, stride, padding, dilation):

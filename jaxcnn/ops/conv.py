@@ -338,6 +338,44 @@ def polyphase_kernel(w: jax.Array, stride: tuple[int, int]) -> jax.Array:
     return w.transpose(0, 2, 5, 1, 3, 4).reshape(ch, cw, o, sh * sw * i)
 
 
+def stack_phases(kernel_hw: tuple[int, int], stride: tuple[int, int]) -> bool:
+    """Whether ``polyphase_input_grad`` computes the phases as ONE correlation (``stacked_phases``): when the
+    kernel is a multiple of the stride on both axes, so that no sub-kernel is zero-padded. Otherwise one
+    correlation per phase (``separate_phases``) skips the zero taps: measured on XLA:CPU, 3 x 3 stride 2 at
+    64 x 32 x 32 x 64: 4.1 ms against 5.8 (autodiff 7.8); 5 x 5 and 7 x 7 stride 2: 10.4 against 13.3 and 21.7
+    against 25.8 ms; 4 x 4 stride 2 (no zero taps): one correlation 3.1 ms, four 3.7."""
+    return all(k % s == 0 for k, s in zip(kernel_hw, stride))
+
+
+def stacked_phases(delta: jax.Array, w: jax.Array, stride: tuple[int, int], out_hw: tuple[int, int]) -> jax.Array:
+    """All phases of ``polyphase_input_grad`` from one stride-1 correlation of delta with ``polyphase_kernel``
+    (C = ceil(k / s) taps, the shorter sub-kernels zero-padded), s_h s_w I output channels:
+    (N, T_h, T_w, s_h, s_w, I)."""
+    n, m1, m2, _ = delta.shape
+    ch, cw = (-(-k // s) for k, s in zip(w.shape[:2], stride))
+    phases = lax.conv_general_dilated(
+        delta, polyphase_kernel(w, stride), window_strides=(1, 1),
+        padding=((ch - 1, out_hw[0] - m1), (cw - 1, out_hw[1] - m2)), dimension_numbers=NHWC_HWIO,
+    )  # fmt: skip
+    return phases.reshape(n, *out_hw, *stride, w.shape[2])
+
+
+def separate_phases(delta: jax.Array, w: jax.Array, stride: tuple[int, int], out_hw: tuple[int, int]) -> jax.Array:
+    """All phases of ``polyphase_input_grad``, phase (p, q) its own full correlation of delta with
+    w[p::s_h, q::s_w] rotated 180 degrees, exactly ceil((k_h - p) / s_h) x ceil((k_w - q) / s_w) taps:
+    (N, T_h, T_w, s_h, s_w, I)."""
+    m1, m2 = delta.shape[1:3]
+    (sh, sw) = stride
+
+    def phase(p: int, q: int) -> jax.Array:
+        sub = rot180_swap(w[p::sh, q::sw], 1)
+        cp, cq = sub.shape[:2]
+        pads = ((cp - 1, out_hw[0] - m1), (cq - 1, out_hw[1] - m2))
+        return lax.conv_general_dilated(delta, sub, (1, 1), pads, dimension_numbers=NHWC_HWIO)
+
+    return jnp.stack([jnp.stack([phase(p, q) for q in range(sw)], axis=3) for p in range(sh)], axis=3)
+
+
 def polyphase_input_grad(delta: jax.Array, w: jax.Array, geom: ConvGeometry, in_hw: tuple[int, int]) -> jax.Array:
     """dE/dx of a strided correlation without the zeros of dilate_s(delta): one correlation per phase.
 
@@ -345,26 +383,19 @@ def polyphase_input_grad(delta: jax.Array, w: jax.Array, geom: ConvGeometry, in_
 
         dE/dx_pad[s t + p] = sum_c delta[t - c] w[p + s c]        (taps a = p + s c; out-of-range terms are 0)
 
-    i.e. phase p of dx is the *full* correlation of delta with the sub-kernel w[p::s] rotated 180 degrees
-    (``polyphase_kernel``, C = ceil(k / s) taps, zero-padded): delta padded by C - 1 before and cropped or padded
-    to T = ceil((lo + n) / s) rows after. All s_h s_w phases come out of ONE stride-1 correlation as
-    s_h s_w I output channels, which are then interleaved (depth-to-space: dx_pad[s t + p] = phase p at t) and
-    cut to the n input rows [lo, lo + n). Work per output pixel: C_h C_w taps instead of k_h k_w of which
-    all but about k_h k_w / (s_h s_w) multiply inserted zeros.
+    i.e. phase p of dx is the *full* correlation of delta with the sub-kernel w[p::s] rotated 180 degrees, delta
+    padded by (its taps - 1) before and cropped or padded to T = ceil((lo + n) / s) rows after. The s_h s_w phases
+    come from one correlation or one each (``stack_phases``), are interleaved (depth-to-space:
+    dx_pad[s t + p] = phase p at t) and cut to the n input rows [lo, lo + n). Work per output pixel: about
+    k_h k_w / (s_h s_w) taps instead of k_h k_w, of which all but that many multiply inserted zeros.
     """
-    n, m1, m2, o = delta.shape
+    n, _, _, _ = delta.shape
     i = w.shape[2]
     (sh, sw), ((lo_h, _), (lo_w, _)) = geom.stride, geom.padding
-    ch, cw = -(-w.shape[0] // sh), -(-w.shape[1] // sw)
-    th, tw = -(-(lo_h + in_hw[0]) // sh), -(-(lo_w + in_hw[1]) // sw)
-    phases = lax.conv_general_dilated(
-        delta,
-        polyphase_kernel(w, geom.stride),
-        window_strides=(1, 1),
-        padding=((ch - 1, th - m1), (cw - 1, tw - m2)),
-        dimension_numbers=NHWC_HWIO,
-    )
-    dx_pad = phases.reshape(n, th, tw, sh, sw, i).transpose(0, 1, 3, 2, 4, 5).reshape(n, th * sh, tw * sw, i)
+    out_hw = (-(-(lo_h + in_hw[0]) // sh), -(-(lo_w + in_hw[1]) // sw))
+    phases_of = stacked_phases if stack_phases(w.shape[:2], geom.stride) else separate_phases
+    phases = phases_of(delta, w, geom.stride, out_hw)
+    dx_pad = phases.transpose(0, 1, 3, 2, 4, 5).reshape(n, out_hw[0] * sh, out_hw[1] * sw, i)
     return dx_pad[:, lo_h : lo_h + in_hw[0], lo_w : lo_w + in_hw[1], :]
 
 
