@@ -28,9 +28,9 @@ from pathlib import Path
 import jax
 
 from _common import REPO, print_table
+from jaxcnn.host_memory import run_on_tcmalloc
 from jaxcnn.models import MODELS, get_model
 from jaxcnn.train import TrainConfig, train
-from jaxcnn.host_memory import run_on_tcmalloc
 from jaxcnn.xla_flags import prefer_eigen_convolutions
 
 # The recipes behind the README's table: TrainConfig fields per model (the rest are TrainConfig's defaults).

@@ -34,10 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from _common import REPO, print_table
+from jaxcnn.host_memory import run_on_tcmalloc
 from jaxcnn.models import ZOO, get_model
 from jaxcnn.train import TrainConfig, init_state, make_optimizer, make_train_step, train
 from jaxcnn.train.run import MetricsLog
-from jaxcnn.host_memory import run_on_tcmalloc
 from jaxcnn.xla_flags import prefer_eigen_convolutions
 
 AUGMENT = dict(flip=True, crop_pad=2)

@@ -47,9 +47,10 @@ def allocator_in_use(maps_path: str = "/proc/self/maps") -> str:
 
 
 def preload_environment(environ: Mapping[str, str], library: str | None) -> dict[str, str] | None:
-    """The environment to re-execute the command with, ``library`` first in LD_PRELOAD; None to run as is: when
-    ``library`` is None, MALLOC_VARIABLE is set (already re-executed, or "system"), or LD_PRELOAD already names
-    an allocator (a user's jemalloc, say)."""
+    """The environment to re-execute the command with: ``library`` first in LD_PRELOAD, MALLOC_VARIABLE set,
+    QUIET_LARGE_ALLOCATIONS unless the user set them. None to run as is: when ``library`` is None,
+    MALLOC_VARIABLE is set (already re-executed, or "system"), or LD_PRELOAD already names an allocator (a user's
+    jemalloc, say)."""
     preloaded = environ.get("LD_PRELOAD", "")
     if library is None or MALLOC_VARIABLE in environ or "malloc" in preloaded:
         return None
