@@ -120,7 +120,8 @@ def test_smoke_run_writes_tables_json_and_chart_without_torch(tmp_path):
     assert {"backend", "device_kind", "load_before", "load_after", "jax"} <= set(data["meta"])
     # main(argv) called from Python runs on this process's malloc; the scaling children, programs, on tcmalloc
     assert data["meta"]["allocator"] == host_memory.allocator_in_use()
-    child = "tcmalloc" if host_memory.preload_environment(os.environ, host_memory.find_tcmalloc()) else host_memory.allocator_in_use()
+    reexecuted = host_memory.preload_environment(os.environ, host_memory.find_tcmalloc()) is not None
+    child = "tcmalloc" if reexecuted else host_memory.allocator_in_use()
     rows = data["rows"]
     assert {r["section"] for r in rows} == {"ops", "step", "epoch", "scaling", "devices"}
     for row in rows:

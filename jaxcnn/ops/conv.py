@@ -389,8 +389,7 @@ def polyphase_input_grad(delta: jax.Array, w: jax.Array, geom: ConvGeometry, in_
     dx_pad[s t + p] = phase p at t) and cut to the n input rows [lo, lo + n). Work per output pixel: about
     k_h k_w / (s_h s_w) taps instead of k_h k_w, of which all but that many multiply inserted zeros.
     """
-    n, _, _, _ = delta.shape
-    i = w.shape[2]
+    n, i = delta.shape[0], w.shape[2]
     (sh, sw), ((lo_h, _), (lo_w, _)) = geom.stride, geom.padding
     out_hw = (-(-(lo_h + in_hw[0]) // sh), -(-(lo_w + in_hw[1]) // sw))
     phases_of = stacked_phases if stack_phases(w.shape[:2], geom.stride) else separate_phases
