@@ -16,7 +16,7 @@ from jaxcnn.data import DEBIAN_FASHION_MNIST_DIR
 from jaxcnn.models import MODELS, get_model
 from jaxcnn.train import TrainConfig, batch_gradients, init_state, make_epoch_scan, make_train_step, train
 from jaxcnn.train.config import config_from_args
-from jaxcnn.train.step import epoch_order
+from jaxcnn.train.step import SCAN_UNROLL, epoch_order
 from _synthetic import synthetic_images, write_synthetic_idx_dir
 
 # Pinned parameter counts (as the Flax MNIST example does): a change here is a change of architecture.
@@ -72,7 +72,7 @@ def test_unknown_names_are_clear_errors():
         config_from_args(["--epoch-mode", "sometimes"])
 
 
-def _run_steps(model_name: str, impl: str, steps: int = 12, mode: str = "loop"):
+def _run_steps(model_name: str, impl: str, steps: int = 12, mode: str = "loop", unroll: int = SCAN_UNROLL):
     model = get_model(model_name)
     optimizer = optax.adam(1e-3)
     state = init_state(model, optimizer, jax.random.PRNGKey(0))
@@ -81,7 +81,8 @@ def _run_steps(model_name: str, impl: str, steps: int = 12, mode: str = "loop"):
     labels = jnp.asarray(labels, jnp.int32)
     step = make_train_step(model, optimizer, impl)
     if mode == "scan":
-        state, (losses, _) = jax.jit(make_epoch_scan(step, 32))(state, images, labels, jax.random.PRNGKey(1), 0)
+        scan = make_epoch_scan(step, 32, unroll=unroll)
+        state, (losses, _) = jax.jit(scan)(state, images, labels, jax.random.PRNGKey(1), 0)
         return state, np.asarray(losses)
     order = epoch_order(jax.random.PRNGKey(1), 0, images.shape[0], 32)
     step = jax.jit(step)
@@ -99,9 +100,11 @@ def test_manual_and_autodiff_give_the_same_loss_curve(name):
     np.testing.assert_allclose(manual, autodiff, rtol=2e-5)
 
 
-def test_scan_epoch_equals_python_loop():
-    state_loop, loop = _run_steps("lenet5", "manual", mode="loop")
-    state_scan, scan = _run_steps("lenet5", "manual", mode="scan")
+@pytest.mark.parametrize("steps, unroll", [(12, SCAN_UNROLL), (7, 1), (7, 2), (7, 3)])  # 7: a remainder after unrolling
+def test_scan_epoch_equals_python_loop(steps, unroll):
+    state_loop, loop = _run_steps("lenet5", "manual", steps, mode="loop")
+    state_scan, scan = _run_steps("lenet5", "manual", steps, mode="scan", unroll=unroll)
+    assert scan.shape == (steps,)
     np.testing.assert_allclose(loop, scan, rtol=2e-5)
     for a, b in zip(jax.tree_util.tree_leaves(state_loop.params), jax.tree_util.tree_leaves(state_scan.params)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -128,8 +128,18 @@ def epoch_order(key: jax.Array, epoch: int | jax.Array, num_examples: int, batch
     return perm[: steps * batch_size].reshape(steps, batch_size)
 
 
-def make_epoch_scan(train_step: Callable, batch_size: int, batch_sharding: jax.sharding.Sharding | None = None) -> Callable:
-    """(state, images, labels, key, epoch) -> (state, (losses, accuracies)): the whole epoch as one lax.scan.
+# Steps per iteration of the epoch's loop: two let XLA overlap the end of one step with the start of the next.
+# Measured on XLA:CPU, manual impl, batch 128, scan against a Python loop of jitted steps: cnn_small 0.94-0.96
+# with one step per iteration, 1.00 with two, 1.01-1.02 with four; lenet5 1.05, 1.09, 1.09. Compiling takes
+# longer (cnn_small 0.8 -> 0.9 s, googlenet 5 -> 6.8 s).
+SCAN_UNROLL = 2
+
+
+def make_epoch_scan(
+    train_step: Callable, batch_size: int, batch_sharding: jax.sharding.Sharding | None = None, unroll: int = SCAN_UNROLL
+) -> Callable:
+    """(state, images, labels, key, epoch) -> (state, (losses, accuracies)): the whole epoch as one lax.scan,
+    ``unroll`` steps per iteration of its loop (SCAN_UNROLL).
 
     The data stay resident on the device(s); with ``batch_sharding`` each gathered batch is split over the mesh.
     """
@@ -143,7 +153,7 @@ def make_epoch_scan(train_step: Callable, batch_size: int, batch_sharding: jax.s
                 x, y = jax.lax.with_sharding_constraint((x, y), batch_sharding)
             return train_step(state, x, y)
 
-        return jax.lax.scan(body, state, order)
+        return jax.lax.scan(body, state, order, unroll=unroll)
 
     return run_epoch
 
