@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from jaxcnn import host_memory
-from jaxcnn.bench import cases, cli, report, timing
+from jaxcnn.bench import cases, cli, report, roofline, timing
 
 REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
 ROW_KEYS = {"section", "name", "shape", "variant", "batch"}
@@ -123,7 +123,7 @@ def test_smoke_run_writes_tables_json_and_chart_without_torch(tmp_path):
     reexecuted = host_memory.preload_environment(os.environ, host_memory.find_tcmalloc()) is not None
     child = "tcmalloc" if reexecuted else host_memory.allocator_in_use()
     rows = data["rows"]
-    assert {r["section"] for r in rows} == {"ops", "step", "epoch", "scaling", "devices"}
+    assert {r["section"] for r in rows} == {"ops", "roofline", "step", "epoch", "scaling", "devices"}
     for row in rows:
         assert ROW_KEYS <= set(row)
         assert TIMED_KEYS <= set(row) or "status" in row, row
@@ -131,6 +131,12 @@ def test_smoke_run_writes_tables_json_and_chart_without_torch(tmp_path):
     assert {r["variant"] for r in ops} == {"manual", "autodiff"} and all(r["what"] == "fwd+bwd" for r in ops)
     torch_rows = [r for r in rows if r["section"] == "step" and r["variant"] == "pytorch"]
     assert [r["status"] for r in torch_rows] == ["missing"]
+    (matmul,) = [r for r in rows if r["section"] == "roofline"]  # PyTorch's matmul is left out with PyTorch
+    assert matmul["variant"] == "jax" and matmul["gflops"] == pytest.approx(2 * 64**3 / matmul["median_s"] / 1e9)
+    for row in (r for r in rows if r["section"] == "step" and "median_s" in r):
+        assert row["flops_per_image"] > 1e6 and row["gflops"] == pytest.approx(
+            row["flops_per_image"] * row["images_per_s"] / 1e9)
+    assert "Roofline: float32 64x64 @ 64x64 matmul GFLOP/s: jax " in text
     assert {r["variant"] for r in rows if r["section"] == "epoch"} == {"manual scan", "manual loop", "autodiff scan",
                                                                       "autodiff loop"}  # fmt: skip
     scaling = [r for r in rows if r["section"] == "scaling"]
@@ -156,3 +162,45 @@ def test_torch_twin_computes_the_same_function():
         with torch.no_grad():
             y_torch = net(torch.tensor(x).permute(0, 3, 1, 2)).numpy()
         np.testing.assert_allclose(y_torch, np.asarray(model.apply(params, x)), atol=2e-5, rtol=1e-4)
+
+
+def _lenet5_training_flops() -> float:
+    """LeNet-5 (28x28, SAME 5x5 conv to 6, valid 5x5 conv to 16, 400-120-84-10) counted by hand: 2 FLOPs per
+    multiply-add; the backward does each layer's product twice (input and weight gradient), except the first
+    layer's input gradient, which nobody needs."""
+    conv1, conv2 = 28 * 28 * 25 * 6, 10 * 10 * 150 * 16
+    dense = 400 * 120 + 120 * 84 + 84 * 10
+    return 2.0 * (3 * (conv1 + conv2 + dense) - conv1)
+
+
+def test_step_flops_count_the_autodiff_algorithm():
+    model = cases.get_model("lenet5")
+    flops = roofline.step_flops_per_image(model, batch=4)
+    by_hand = _lenet5_training_flops()  # 2.27 MFLOP; the rest is elementwise work (activations, pooling, SGD)
+    assert by_hand <= flops <= 1.1 * by_hand, (flops, by_hand)
+
+
+def test_matmul_variant_computes_the_product():
+    variants = roofline.matmul_variants(16, torch=False)
+    assert set(variants) == {"jax"} and roofline.matmul_flops(16) == 2 * 16**3
+    rng = np.random.default_rng(0)  # the seed matmul_variants draws its two matrices from
+    a, b = (rng.standard_normal((16, 16), dtype=np.float32) for _ in range(2))
+    np.testing.assert_allclose(np.asarray(variants["jax"].call()), a @ b, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="matmul size n must be >= 1, got 0"):
+        roofline.matmul_variants(0)
+
+
+def test_roofline_table_divides_by_the_fastest_matmul():
+    def row(section, name, variant, gflops, **extra):
+        return {"section": section, "name": name, "shape": "s", "variant": variant, "batch": 1, "gflops": gflops, **extra}
+
+    rows = [
+        row("roofline", "matmul 64", "jax", 400.0), row("roofline", "matmul 64", "pytorch", 200.0),
+        row("step", "m", "manual", 100.0, flops_per_image=2.5e6), row("step", "m", "autodiff", 50.0, flops_per_image=2.5e6),
+        {"section": "step", "name": "m", "shape": "s", "variant": "pytorch", "batch": 1, "status": "missing"},
+    ]  # fmt: skip
+    text = report.roofline_table(rows)
+    assert report.roofline_peak(rows)["variant"] == "jax"
+    line = next(line for line in text.splitlines() if line.startswith("m "))
+    assert line.split()[1:] == ["2.50", "100", "(25%)", "50", "(12%)", "-"], line
+    assert "jax 400, pytorch 200" in text and "peak 400" in text

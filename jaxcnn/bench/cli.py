@@ -39,6 +39,7 @@ class Settings:
     scaling_batches: tuple[int, ...] = (1, 8, 32, 128, 512, 1024)
     scaling_sizes: tuple[int, ...] = (28, 56, 84, 112)
     device_counts: tuple[int, ...] = (1, 2, 4, 8)  # data-parallel mesh sizes; simulated CPU devices on a CPU host
+    matmul_size: int = 2048  # n of the n x n float32 product whose rate is the step table's roofline
     torch: bool = True
 
     @classmethod
@@ -53,7 +54,8 @@ class Settings:
                           scaling_impls=("manual",), scaling_batches=(1, 128, 1024), scaling_sizes=(28, 112),
                           device_counts=(1, 8)),
             "smoke": dict(repeats=1, min_time=0.01, max_time=None, batch=8, epoch_steps={}, default_epoch_steps=2,
-                          scaling_impls=("manual",), scaling_batches=(2,), scaling_sizes=(32,), device_counts=(1, 2)),
+                          scaling_impls=("manual",), scaling_batches=(2,), scaling_sizes=(32,), device_counts=(1, 2),
+                          matmul_size=64),
         }  # fmt: skip
         if mode not in presets:
             raise ValueError(f"mode must be one of {sorted(presets)}, got {mode!r}")
@@ -105,7 +107,7 @@ def machine_meta(settings: Settings, argv: Sequence[str]) -> dict:
 
 def run(settings: Settings, argv: Sequence[str] = (), out=print) -> tuple[dict, list[dict]]:
     """Measure every requested section; prints each table as soon as its section is done."""
-    from jaxcnn.bench import cases, report, scaling, timing, torch_models
+    from jaxcnn.bench import cases, report, roofline, scaling, timing, torch_models
 
     meta = machine_meta(settings, argv)
     device = f"{meta['device_kind']} ({meta['backend']})"
@@ -130,13 +132,19 @@ def run(settings: Settings, argv: Sequence[str] = (), out=print) -> tuple[dict, 
 
     torch_label = "PyTorch eager"
     if "step" in settings.sections:
+        n = settings.matmul_size
+        for variant, t in timing.compare(roofline.matmul_variants(n, torch=settings.torch), **compare).items():
+            rows.append(report.timing_row("roofline", f"matmul {n}", f"{n}x{n} @ {n}x{n}", variant, 1, t,
+                                          gflops=roofline.matmul_flops(n) / t.median / 1e9))  # fmt: skip
         for name in settings.models:
             variants, status = cases.step_variants(name, settings.batch, torch=settings.torch)
             results = timing.compare(variants, **compare)
-            model_shape = cases.get_model(name).input_shape
-            shape = f"{settings.batch}x" + "x".join(map(str, model_shape))
+            model = cases.get_model(name)
+            flops = roofline.step_flops_per_image(model, settings.batch)
+            shape = f"{settings.batch}x" + "x".join(map(str, model.input_shape))
             for variant, t in results.items():
-                rows.append(report.timing_row("step", name, shape, variant, settings.batch, t))
+                rows.append(report.timing_row("step", name, shape, variant, settings.batch, t, flops_per_image=flops,
+                                              gflops=flops * settings.batch / t.median / 1e9))  # fmt: skip
             if status:
                 rows.append({"section": "step", "name": name, "shape": shape, "variant": "pytorch",
                              "batch": settings.batch, "status": "missing" if status.startswith("missing") else status})  # fmt: skip
@@ -146,6 +154,7 @@ def run(settings: Settings, argv: Sequence[str] = (), out=print) -> tuple[dict, 
             f"{meta['torch']} with {meta['torch_threads']} threads" + ("" if not torch_models.status() else
             f" [{torch_models.status()}]"))  # fmt: skip
         out(report.step_table(rows, torch_label))
+        out(report.roofline_table(rows))
 
     if "epoch" in settings.sections:
         for name in (m for m in settings.models if m not in settings.epoch_skip):

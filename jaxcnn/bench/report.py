@@ -1,10 +1,11 @@
 """Rows to tables, JSON and a PNG bar chart.
 
-A row is a flat dict; every row has ``section`` (ops, step, epoch, scaling), ``name`` (op case or model),
-``shape``, ``variant`` (impl, framework or epoch mode), ``batch``, and, when it was measured, ``median_s``,
-``min_s``, ``max_s`` (seconds per call), ``samples_s`` (the seconds per call of each repetition, in round order),
-``images_per_s`` and ``compile_s``; a variant that could not run has ``status`` instead (e.g. "missing (No
-module named 'torch')").
+A row is a flat dict; every row has ``section`` (ops, roofline, step, epoch, scaling, devices), ``name`` (op
+case, model or matmul), ``shape``, ``variant`` (impl, framework or epoch mode), ``batch``, and, when it was
+measured, ``median_s``, ``min_s``, ``max_s`` (seconds per call), ``samples_s`` (the seconds per call of each
+repetition, in round order), ``images_per_s`` (calls per second for a matmul) and ``compile_s``; a variant that
+could not run has ``status`` instead (e.g. "missing (No module named 'torch')"). Matmul and step rows also have
+``gflops``, step rows ``flops_per_image`` (``roofline``).
 
 A ratio column is the median over rounds of the per-round ratio, with its min-max across rounds: the variants of
 one comparison are timed in the same rounds (A B, B A, ...), so each round's ratio is taken under the same load,
@@ -111,6 +112,38 @@ def step_table(rows: list[dict], torch_label: str) -> str:
          f"manual/{torch_label.split()[0].lower()}", "compile s m / a"],
         table,
     )  # fmt: skip
+
+
+def roofline_peak(rows: list[dict]) -> dict | None:
+    """The fastest measured matmul row (the roofline), or None when none was measured."""
+    timed = [r for r in rows if r["section"] == "roofline" and r.get("gflops")]
+    return max(timed, key=lambda r: r["gflops"], default=None)
+
+
+def roofline_table(rows: list[dict]) -> str:
+    """The step rows' work rate: the model's FLOPs per image times images/s, and its share of the peak."""
+    peak = roofline_peak(rows)
+    matmuls = [r for r in rows if r["section"] == "roofline" and r.get("gflops")]
+    rates = ", ".join(f"{r['variant']} {r['gflops']:,.0f}" for r in matmuls) or "not measured"
+    steps = [r for r in rows if r["section"] == "step"]
+    table = []
+    for name in dict.fromkeys(r["name"] for r in steps):
+        found = [_find(steps, name=name, variant=v) for v in ("manual", "autodiff", "pytorch")]
+        flops = next((r["flops_per_image"] for r in found if r and r.get("flops_per_image")), None)
+        cells = []
+        for r in found:
+            if not r or not r.get("gflops"):
+                cells.append("-")
+            elif peak:
+                cells.append(f"{r['gflops']:,.0f} ({100 * r['gflops'] / peak['gflops']:.0f}%)")
+            else:
+                cells.append(f"{r['gflops']:,.0f}")
+        table.append([name, "-" if flops is None else f"{flops / 1e6:.2f}", *cells])
+    title = (f"Roofline: float32 {matmuls[0]['shape']} matmul GFLOP/s: {rates}; a step's GFLOP/s counts XLA's FLOPs "
+             f"of the autodiff step for every column, (%) of the peak {peak['gflops']:,.0f}" if peak else
+             f"Roofline: matmul {rates}")  # fmt: skip
+    header = ["model", "MFLOP/image", "manual GFLOP/s", "autodiff GFLOP/s", "PyTorch GFLOP/s"]
+    return title + "\n" + format_table(header, table)
 
 
 def epoch_table(rows: list[dict]) -> str:
