@@ -4,8 +4,8 @@
     python -m jaxcnn bench --quick    # the same tables from shorter measurements, about 3 minutes
 
 Modules: ``timing`` (the A/B-interleaved median harness), ``cases`` (what is measured), ``torch_models`` (the
-PyTorch twins of the models), ``roofline`` (FLOPs of a step, and the measured matmul peak), ``scaling`` (one child process per batch/image size, for peak RSS), ``report``
-(tables, JSON, chart) and ``cli``.
+PyTorch twins of the models), ``roofline`` (FLOPs of a step, and the measured matmul peak), ``scaling`` (one
+child process per batch/image size, for peak RSS), ``report`` (tables, JSON, chart) and ``cli``.
 """
 
 from jaxcnn.bench.cli import Settings, main, run

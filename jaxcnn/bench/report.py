@@ -114,16 +114,18 @@ def step_table(rows: list[dict], torch_label: str) -> str:
     )  # fmt: skip
 
 
+def _matmul_rows(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r["section"] == "roofline" and r.get("gflops")]
+
+
 def roofline_peak(rows: list[dict]) -> dict | None:
     """The fastest measured matmul row (the roofline), or None when none was measured."""
-    timed = [r for r in rows if r["section"] == "roofline" and r.get("gflops")]
-    return max(timed, key=lambda r: r["gflops"], default=None)
+    return max(_matmul_rows(rows), key=lambda r: r["gflops"], default=None)
 
 
 def roofline_table(rows: list[dict]) -> str:
     """The step rows' work rate: the model's FLOPs per image times images/s, and its share of the peak."""
-    peak = roofline_peak(rows)
-    matmuls = [r for r in rows if r["section"] == "roofline" and r.get("gflops")]
+    matmuls, peak = _matmul_rows(rows), roofline_peak(rows)
     rates = ", ".join(f"{r['variant']} {r['gflops']:,.0f}" for r in matmuls) or "not measured"
     steps = [r for r in rows if r["section"] == "step"]
     table = []

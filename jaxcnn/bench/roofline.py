@@ -1,8 +1,8 @@
 """The matmul roofline: what share of this machine's float32 FLOP/s a training step turns into work.
 
-Work is counted once per model, as XLA's cost analysis of the compiled impl="autodiff" training step: the
-textbook algorithm (each convolution and matmul of the forward pass and its two of the backward pass, plus the
-elementwise work), at 2 FLOPs a multiply-add. The manual step, the autodiff step and PyTorch are all credited
+Work is counted once per model, as XLA's cost analysis of the impl="autodiff" training step as JAX lowers it
+(before XLA's own rewrites, so nothing is compiled for it): the textbook algorithm (each convolution and matmul
+of the forward pass and its two of the backward pass, plus the elementwise work), at 2 FLOPs a multiply-add. The manual step, the autodiff step and PyTorch are all credited
 with that same count, so their GFLOP/s rank as their images/s do. (The manual step's own count is higher: its
 width-blocked convolutions also multiply the zeros of the blocked kernels.)
 
@@ -49,14 +49,14 @@ def matmul_variants(n: int, torch: bool = True, seed: int = 0) -> dict[str, Vari
 
 
 def step_flops_per_image(model, batch: int) -> float:
-    """FLOPs of one image's share of a training step: XLA's count for the jitted autodiff step, over ``batch``."""
+    """FLOPs of one image's share of a training step: XLA's count for the lowered autodiff step, over ``batch``."""
     from jaxcnn.bench.cases import optimizer, synthetic_batch
     from jaxcnn.train.step import init_state, make_train_step
 
     opt = optimizer()
     x, y = synthetic_batch(model, batch)
     state = init_state(model, opt, jax.random.PRNGKey(0))
-    analysis = jax.jit(make_train_step(model, opt, "autodiff")).lower(state, x, y).compile().cost_analysis()
+    analysis = jax.jit(make_train_step(model, opt, "autodiff")).lower(state, x, y).cost_analysis()
     if isinstance(analysis, (list, tuple)):  # one dict per computation in older jaxlibs
         analysis = analysis[0]
     flops = (analysis or {}).get("flops")
