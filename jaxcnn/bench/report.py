@@ -228,14 +228,19 @@ def plot(path: Path, meta: dict, rows: list[dict]) -> None:
     models = list(dict.fromkeys(r["name"] for r in steps))
     variants = list(dict.fromkeys(r["variant"] for r in steps))
     width = 0.8 / max(len(variants), 1)
+    peak = roofline_peak(rows)
     for i, v in enumerate(variants):
-        vals = [(_find(steps, name=m, variant=v) or {}).get("images_per_s", 0) for m in models]
-        ax.bar([j + i * width for j in range(len(models))], vals, width, label=v)
+        found = [_find(steps, name=m, variant=v) or {} for m in models]
+        bars = ax.bar([j + i * width for j in range(len(models))], [r.get("images_per_s", 0) for r in found], width, label=v)
+        if peak:  # each bar's share of the measured matmul peak (roofline_table)
+            shares = [f"{100 * r['gflops'] / peak['gflops']:.0f}%" if r.get("gflops") else "" for r in found]
+            ax.bar_label(bars, shares, fontsize=7)
     ax.set_xticks([j + width * (len(variants) - 1) / 2 for j in range(len(models))], models)
     ax.set_ylabel("images/s")
+    ax.set_yscale("log")  # the models' rates differ by orders of magnitude
     if variants:
         ax.legend()
-    ax.set_title("training step (forward, backward, SGD update)")
+    ax.set_title("training step (labels: % of the matmul peak)")
 
     ax = axes[1][0]
     epochs = [r for r in rows if r["section"] == "epoch"]
