@@ -8,7 +8,9 @@ width-blocked convolutions also multiply the zeros of the blocked kernels.)
 
 The peak is measured in the same run: a square float32 product ``a @ b`` of n x n matrices (2 n^3 FLOPs) timed
 by the harness, ``jnp.dot`` under jit and, when PyTorch is installed, ``torch.mm``. The roofline of a row is the
-higher of the two rates: the most this machine was seen to do.
+higher of the two rates: the most this machine was seen to do. Both run at their library's default precision, as
+the steps do: exact float32 on a CPU; on a recent NVIDIA GPU JAX's default is TF32 (for the step's convolutions
+too), PyTorch's full float32.
 """
 
 from __future__ import annotations
