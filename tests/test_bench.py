@@ -176,7 +176,7 @@ def _lenet5_training_flops() -> float:
 def test_step_flops_count_the_autodiff_algorithm():
     model = cases.get_model("lenet5")
     flops = roofline.step_flops_per_image(model, batch=4)
-    by_hand = _lenet5_training_flops()  # 2.264 MFLOP; the rest (0.005) is elementwise: activations, pooling, SGD
+    by_hand = _lenet5_training_flops()  # 2.264 MFLOP; the rest (0.035) is elementwise: activations, pooling, SGD
     assert by_hand <= flops <= 1.1 * by_hand, (flops, by_hand)
 
 

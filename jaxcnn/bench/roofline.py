@@ -2,9 +2,10 @@
 
 Work is counted once per model, as XLA's cost analysis of the impl="autodiff" training step as JAX lowers it
 (before XLA's own rewrites, so nothing is compiled for it): the textbook algorithm (each convolution and matmul
-of the forward pass and its two of the backward pass, plus the elementwise work), at 2 FLOPs a multiply-add. The manual step, the autodiff step and PyTorch are all credited
-with that same count, so their GFLOP/s rank as their images/s do. (The manual step's own count is higher: its
-width-blocked convolutions also multiply the zeros of the blocked kernels.)
+of the forward pass and its two of the backward pass, plus the elementwise work), at 2 FLOPs a multiply-add.
+The manual step, the autodiff step and PyTorch are all credited with that same count, so their GFLOP/s rank as
+their images/s do. (The manual step's own count is higher: its width-blocked convolutions also multiply the
+zeros of the blocked kernels.)
 
 The peak is measured in the same run: a square float32 product ``a @ b`` of n x n matrices (2 n^3 FLOPs) timed
 by the harness, ``jnp.dot`` under jit and, when PyTorch is installed, ``torch.mm``. The roofline of a row is the
