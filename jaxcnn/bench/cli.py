@@ -143,7 +143,9 @@ def run(settings: Settings, argv: Sequence[str] = (), out=print) -> tuple[dict, 
             flops = roofline.step_flops_per_image(model, settings.batch)
             shape = f"{settings.batch}x" + "x".join(map(str, model.input_shape))
             for variant, t in results.items():
-                work = {} if flops is None else {"flops_per_image": flops, "gflops": flops * settings.batch / t.median / 1e9}
+                work = {}
+                if flops is not None:
+                    work = {"flops_per_image": flops, "gflops": flops * settings.batch / t.median / 1e9}
                 rows.append(report.timing_row("step", name, shape, variant, settings.batch, t, **work))
             if status:
                 rows.append({"section": "step", "name": name, "shape": shape, "variant": "pytorch",

@@ -231,7 +231,8 @@ def plot(path: Path, meta: dict, rows: list[dict]) -> None:
     peak = roofline_peak(rows)
     for i, v in enumerate(variants):
         found = [_find(steps, name=m, variant=v) or {} for m in models]
-        bars = ax.bar([j + i * width for j in range(len(models))], [r.get("images_per_s", 0) for r in found], width, label=v)
+        positions = [j + i * width for j in range(len(models))]
+        bars = ax.bar(positions, [r.get("images_per_s", 0) for r in found], width, label=v)
         if peak:  # each bar's share of the measured matmul peak (roofline_table)
             shares = [f"{100 * r['gflops'] / peak['gflops']:.0f}%" if r.get("gflops") else "" for r in found]
             ax.bar_label(bars, shares, fontsize=7)

@@ -161,8 +161,9 @@ def max_and_first_argmax(cells: list[jax.Array]) -> tuple[jax.Array, jax.Array]:
     One variadic reduction over a window axis built by a chain of selects on an iota, T[..., k] = cells[k]
     (``pick``), not by stacking: XLA:CPU writes a stack of the K strided cells to memory (K copies of the
     pooled input: 84 ms for a 3 x 3 / 1 window at 64 x 28 x 28 x 64), while the select chain fuses into the
-    reduction (3.6 ms there). A running argmax (one select per cell) is cheaper on its own, but XLA fuses it into every shifted
-    share of the backward's scatter and recomputes it there; the reduction's result is written once.
+    reduction (3.6 ms there). A running argmax (one select per cell) is cheaper on its own, but XLA fuses it
+    into every shifted share of the backward's scatter and recomputes it there; the reduction's result is
+    written once.
     """
     k = lax.broadcasted_iota(jnp.int32, (*cells[0].shape, len(cells)), cells[0].ndim)
     window = jnp.broadcast_to(pick([c[..., None] for c in cells], k), k.shape)
