@@ -13,6 +13,11 @@ Backward, given the residual delta = dE/dx_out (N, n_h, n_w, C):
             its bottom padding is hi - output_padding so that exactly m rows come out
     dE/dw = correlation of delta with y                   conv2d's kernel gradient with delta as the input
     dE/db = sum_{n,u,v} delta
+
+The three are conv2d's own rules (``jaxcnn/ops/conv.py``) with the roles of input and output exchanged: the
+forward is conv2d's INPUT_GRAD, dE/dy its FORWARD and dE/dw its KERNEL_GRAD, each evaluated as that rule is on
+the platform the program is lowered for. The autodiff twin is the textbook forward, a plain lax correlation of
+the zero-inserted y with the rotated kernel, differentiated by JAX.
 """
 
 from __future__ import annotations
@@ -24,19 +29,25 @@ import jax
 
 from jaxcnn.ops import _checks
 from jaxcnn.ops.conv import (
+    FORWARD,
+    INPUT_GRAD,
+    KERNEL_GRAD,
     ConvGeometry,
     add_bias,
     bias_grad,
     check_conv_args,
-    correlate,
-    correlate_input_grad,
-    correlate_kernel_grad,
+    full_correlation_input_grad,
 )
 from jaxcnn.ops.padding import effective_size, resolve_padding, same_padding
 
 
 def _forward(y, w, b, geom: ConvGeometry, out_hw: tuple[int, int]):
-    return add_bias(correlate_input_grad(y, w, geom, out_hw), b)
+    """The textbook forward: full_correlation(dilate_s(y), rot180(w)) + b, the autodiff twin."""
+    return add_bias(full_correlation_input_grad(y, w, geom, out_hw), b)
+
+
+def _manual_forward(y, w, b, geom: ConvGeometry, out_hw: tuple[int, int]):
+    return add_bias(INPUT_GRAD(y, w, geom=geom, in_hw=out_hw), b)
 
 
 def _adjoint_geometry(geom: ConvGeometry, output_padding: tuple[int, int]) -> ConvGeometry:
@@ -51,15 +62,15 @@ def _manual(geom: ConvGeometry, out_hw: tuple[int, int], output_padding: tuple[i
 
     @jax.custom_vjp
     def conv_t(y, w, b):
-        return _forward(y, w, b, geom, out_hw)
+        return _manual_forward(y, w, b, geom, out_hw)
 
     def fwd(y, w, b):
-        return _forward(y, w, b, geom, out_hw), (y, w, b)
+        return _manual_forward(y, w, b, geom, out_hw), (y, w, b)
 
     def bwd(res, delta):
         y, w, b = res
-        dy = correlate(delta, w, adjoint)
-        dw = correlate_kernel_grad(delta, y, adjoint, w.shape[:2])
+        dy = FORWARD(delta, w, geom=adjoint)
+        dw = KERNEL_GRAD(delta, y, geom=adjoint, kernel_hw=w.shape[:2])
         return dy, dw, bias_grad(delta, b)
 
     conv_t.defvjp(fwd, bwd)

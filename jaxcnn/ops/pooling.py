@@ -12,9 +12,9 @@ defaulting to the window (non-overlapping). Pooling has no parameters, only a re
 "Summed over windows" only matters when windows overlap (stride < window); with stride == window it is
 the seeds' up() of delta, routed or spread. The backward walks the window offsets (a, b): the cells
 x_pad[a + s u, b + s v] of offset (a, b) form a strided slice, and their share of delta goes back by the
-same slice, as a zero-interleaved ("dilated") copy of delta shifted by (a, b). For overlapping max pools the
-forward finds each window's max and the offset a k_w + b of its first maximum in one reduction and saves only
-those offsets (``max_and_winner``), as seed 003 records the argmax.
+same slice, as a zero-interleaved ("dilated") copy of delta shifted by (a, b). The max pool's forward records
+the offset a k_w + b of each window's first maximum, as seed 003 records the argmax, and saves only those
+offsets (``MAX_AND_WINNER``, a rule that platforms may evaluate their own way: ``jaxcnn/ops/xla_cpu/pooling.py``).
 
 Non-overlapping windows (stride == window, the usual 2 x 2 pooling) skip that scatter: x reshapes into blocks
 (N, H_out, kh, W_out, kw, C) with one window per block, so the backward is up(delta), masked to each window's
@@ -33,6 +33,7 @@ import numpy as np
 from jax import lax
 
 from jaxcnn.ops import _checks
+from jaxcnn.ops.evaluation import Rule
 from jaxcnn.ops.padding import Padding2D, check_window_fits, output_size, resolve_padding
 
 
@@ -135,56 +136,38 @@ def _max_forward(x: jax.Array, geom: PoolGeometry) -> jax.Array:
     return geom.reduce_window(x, -jnp.inf, lax.max)
 
 
-def _first_max_reducer(op: tuple[jax.Array, jax.Array], acc: tuple[jax.Array, jax.Array]):
-    """jnp.argmax's pairing of (value, index): the larger value wins, a NaN wins over any number, and of two
-    equal values the smaller index."""
-    op_value, op_index = op
-    acc_value, acc_index = acc
-    take_value = (op_value > acc_value) | (op_value != op_value)
-    take_index = take_value | ((op_value == acc_value) & (op_index < acc_index))
-    return lax.select(take_value, op_value, acc_value), lax.select(take_index, op_index, acc_index)
+def window_cells(x: jax.Array, geom: PoolGeometry) -> list[jax.Array]:
+    """The cells of every window, one (N, H_out, W_out, C) array per offset (a, b) in row-major order: for
+    non-overlapping windows the (a, b) slices of x reshaped into blocks (``PoolGeometry.to_blocks``), otherwise
+    strided slices of x padded with -inf (``PoolGeometry.window_cells``)."""
+    out_hw = geom.out_hw(x.shape[1:3])
+    if geom.tiles:
+        blocks = geom.to_blocks(x, -jnp.inf, out_hw)
+        return [blocks[:, :, a, :, b, :] for a, b in geom.offsets()]
+    return geom.window_cells(geom.pad(x, -jnp.inf), out_hw)
 
 
-def pick(cells: list[jax.Array], winner: jax.Array) -> jax.Array:
-    """cells[winner[i]][i] at each index i."""
-    picked = cells[-1]
-    for k in range(len(cells) - 2, -1, -1):
-        picked = jnp.where(winner == k, cells[k], picked)
-    return picked
+def first_maximum(cells: list[jax.Array], top: jax.Array) -> jax.Array:
+    """The offset k of each window's first maximum, int32: the first cell equal to the window's max ``top``.
 
-
-@jax.custom_jvp
-def max_and_first_argmax(cells: list[jax.Array]) -> tuple[jax.Array, jax.Array]:
-    """(max_k cells[k], first k attaining it) at each index, elementwise over the cells' shape; a NaN counts as the
-    maximum, as in jnp.max / jnp.argmax. The index is int32.
-
-    One variadic reduction over a window axis built by a chain of selects on an iota, T[..., k] = cells[k]
-    (``pick``), not by stacking: XLA:CPU writes a stack of the K strided cells to memory (K copies of the
-    pooled input: 84 ms for a 3 x 3 / 1 window at 64 x 28 x 28 x 64), while the select chain fuses into the
-    reduction (3.6 ms there). A running argmax (one select per cell) is cheaper on its own, but XLA fuses it
-    into every shifted share of the backward's scatter and recomputes it there; the reduction's result is
-    written once.
+    Ties go to the first maximum in row-major window order, as jnp.argmax, jax.grad and PyTorch do; a NaN is
+    the maximum (``top`` is NaN then) and the first NaN wins. Padded cells hold -inf and never win over a real
+    cell.
     """
-    k = lax.broadcasted_iota(jnp.int32, (*cells[0].shape, len(cells)), cells[0].ndim)
-    window = jnp.broadcast_to(pick([c[..., None] for c in cells], k), k.shape)
-    init = (np.array(-np.inf, window.dtype), np.array(0, np.int32))
-    top, winner = lax.reduce((window, k), init, _first_max_reducer, (cells[0].ndim,))
-    return top, winner
+    winner = jnp.full(top.shape, len(cells) - 1, jnp.int32)
+    for k in range(len(cells) - 2, -1, -1):
+        winner = jnp.where((cells[k] == top) | (cells[k] != cells[k]), jnp.int32(k), winner)
+    return winner
 
 
-@max_and_first_argmax.defjvp
-def _max_and_first_argmax_jvp(primals, tangents):
-    """d max = d cells[winner] (the derivative of a max is the winner's), the index has none. Differentiating
-    through the forward (second order) needs it: JAX's own JVP of a variadic reduction fails on the index."""
-    (cells,), (d_cells,) = primals, tangents
-    top, winner = max_and_first_argmax(cells)
-    return (top, winner), (pick(d_cells, winner), np.zeros(winner.shape, jax.dtypes.float0))
+def max_and_first_maximum(x: jax.Array, geom: PoolGeometry) -> jax.Array:
+    """The max pool of x and the offset a k_w + b of each window's first maximum: seed 003 records this argmax
+    in the forward, and the backward routes delta by it."""
+    top = _max_forward(x, geom)
+    return top, first_maximum(window_cells(x, geom), top)
 
 
-def max_and_winner(x: jax.Array, geom: PoolGeometry) -> tuple[jax.Array, jax.Array]:
-    """The max pool of x and, for each window, the offset a k_w + b of its first maximum (seed 003 records this
-    argmax in the forward, and the backward routes delta by it)."""
-    return max_and_first_argmax(geom.window_cells(geom.pad(x, -jnp.inf), geom.out_hw(x.shape[1:3])))
+MAX_AND_WINNER = Rule("max_pool.max_and_winner", max_and_first_maximum)
 
 
 def route_to_winners(winner: jax.Array, delta: jax.Array, geom: PoolGeometry, in_hw: tuple[int, int]) -> jax.Array:
@@ -192,14 +175,6 @@ def route_to_winners(winner: jax.Array, delta: jax.Array, geom: PoolGeometry, in
     zero = jnp.zeros((), delta.dtype)
     shares = [jnp.where(winner == k, delta, zero) for k in range(len(geom.offsets()))]
     return geom.scatter_to_input(shares, in_hw)
-
-
-def tile_max_and_winner(x: jax.Array, geom: PoolGeometry) -> tuple[jax.Array, jax.Array]:
-    """``max_and_winner`` for non-overlapping windows: the cells of each window are the (a, b) slices of x
-    reshaped into blocks (N, H_out, kh, W_out, kw, C) (``PoolGeometry.to_blocks``), no strided copies."""
-    kh, kw = geom.window
-    blocks = geom.to_blocks(x, -jnp.inf, geom.out_hw(x.shape[1:3]))
-    return max_and_first_argmax([blocks[:, :, a, :, b, :] for a in range(kh) for b in range(kw)])
 
 
 def route_to_tile_winners(winner: jax.Array, delta: jax.Array, geom: PoolGeometry, in_hw: tuple[int, int]) -> jax.Array:
@@ -217,20 +192,19 @@ def route_to_tile_winners(winner: jax.Array, delta: jax.Array, geom: PoolGeometr
     return geom.from_blocks(routed, in_hw)
 
 
+
 @functools.lru_cache(maxsize=None)
 def _manual_max(geom: PoolGeometry, in_hw: tuple[int, int]):
-    """The forward saves only the int32 offset of each window's first maximum, found with the max in one
-    reduction (seed 003 records the argmax); the backward routes delta by it."""
-    max_and_winner_of, route = (
-        (tile_max_and_winner, route_to_tile_winners) if geom.tiles else (max_and_winner, route_to_winners)
-    )
+    """The forward records the int32 offset of each window's first maximum (MAX_AND_WINNER); the backward
+    routes delta by it: up(delta) masked for non-overlapping windows, a scatter over the offsets otherwise."""
+    route = route_to_tile_winners if geom.tiles else route_to_winners
 
     @jax.custom_vjp
     def pool(x):
         return _max_forward(x, geom)
 
     def fwd(x):
-        return max_and_winner_of(x, geom)
+        return MAX_AND_WINNER(x, geom=geom)
 
     def bwd(winner, delta):
         return (route(winner, delta, geom, in_hw),)

@@ -11,6 +11,9 @@ from jaxcnn.train.config import config_from_args
 
 def main(argv: Sequence[str]) -> int:
     cfg = config_from_args(argv)
+    from jaxcnn.train.process_setup import configure
+
+    configure(compilation_cache=cfg.compilation_cache, cache_dir=cfg.compilation_cache_dir, deterministic=cfg.deterministic)
     from jaxcnn.data import DataSourceNotFoundError
     from jaxcnn.train.interrupt import TrainingInterrupted
     from jaxcnn.train.run import TrainingDiverged, train

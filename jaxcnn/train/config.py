@@ -50,6 +50,9 @@ class TrainConfig:
     overwrite: bool = False
     plots: bool = True
     progress: bool = True
+    compilation_cache: bool = True  # keep compiled programs on disk for the next run (jaxcnn.train.process_setup)
+    compilation_cache_dir: str | None = None  # default $JAXCNN_CACHE or ~/.cache/jaxcnn/xla
+    deterministic: bool = False  # XLA's deterministic GPU ops (fixed reduction order); the CPU is deterministic
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:

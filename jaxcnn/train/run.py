@@ -12,6 +12,7 @@ Run directory layout:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -246,6 +247,28 @@ def _log_steps(log: MetricsLog, losses: np.ndarray, accs: np.ndarray, first_step
             )
 
 
+class Phases:
+    """Wall time per phase of a training call (data, compilation, epochs, evaluation, checkpoints, plots)."""
+
+    def __init__(self) -> None:
+        self._seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        tic = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._seconds[name] = self._seconds.get(name, 0.0) + time.perf_counter() - tic
+
+    def seconds(self, wall: float) -> dict[str, float]:
+        """Each phase's seconds and "other" (start-up, set-up, the loop mode's epochs): they sum to ``wall``."""
+        return {**self._seconds, "other": wall - sum(self._seconds.values())}
+
+    def describe(self, wall: float) -> str:
+        return ", ".join(f"{name} {s:.1f} s" for name, s in self.seconds(wall).items())
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run the training job described by ``cfg``; returns the final metrics and the run directory.
 
@@ -273,7 +296,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         multihost_utils.sync_global_devices("jaxcnn run directory ready")
     if primary:
         (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-    train_ds, test_ds = load_split(cfg, "train", cfg.train_subset), load_split(cfg, "test", cfg.test_subset)
+    phases = Phases()
+    with phases("data"):
+        train_ds, test_ds = load_split(cfg, "train", cfg.train_subset), load_split(cfg, "test", cfg.test_subset)
     model: Model = get_model(cfg.model, train_ds.num_classes, input_shape=train_ds.images.shape[1:])
     for split, ds in (("train", train_ds), ("test", test_ds)):
         if tuple(ds.images.shape[1:]) != model.input_shape:
@@ -351,8 +376,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             tic = time.perf_counter()
             first_step = int(state.step) - len(prior[0])
             if mode == "scan" and start_batch == 0:
-                state, (losses, accs) = epoch_fn(state, *resident, data_key, epoch)
-                losses, accs = np.asarray(losses), np.asarray(accs)
+                with phases("first epoch (compiles)" if epoch == start_epoch else "epochs"):
+                    state, (losses, accs) = epoch_fn(state, *resident, data_key, epoch)
+                    losses, accs = np.asarray(losses), np.asarray(accs)
                 _check_finite(losses, first_step)
                 bar.update(steps_per_epoch)
             else:
@@ -364,9 +390,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             start_batch, prior = 0, ([], [])
             seconds = time.perf_counter() - tic
             _log_steps(log, losses, accs, first_step, epoch, cfg.log_every)
-            test_loss, test_acc = evaluate_dataset(
-                eval_fn, state.params, state.model_state, test_ds.images, test_ds.labels, eval_chunk, eval_to_device
-            )
+            with phases("evaluation"):
+                test_loss, test_acc = evaluate_dataset(
+                    eval_fn, state.params, state.model_state, test_ds.images, test_ds.labels, eval_chunk, eval_to_device
+                )
             recent = slice(-min(cfg.log_every, len(losses)), None)
             final = {
                 "step": int(state.step),
@@ -380,7 +407,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             }
             log.write(final)
             bar.set_postfix(loss=f"{final['train_loss']:.4f}", test_acc=f"{test_acc:.4f}", img_s=f"{final['images_per_s']:.0f}")
-            checkpoints.save(state)
+            with phases("checkpoints"):
+                checkpoints.save(state)
             stop.check()
     except KeyboardInterrupt as err:
         bar.close()
@@ -399,11 +427,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.plots and primary:
         from jaxcnn.train import plots
 
-        write_plots(plots, model, state, log.records, test_ds, run_dir, cfg.impl)
+        with phases("plots"):
+            write_plots(plots, model, state, log.records, test_ds, run_dir, cfg.impl)
+    wall = time.perf_counter() - started  # this call's: data, compilation, evaluation, checkpoints, plots
     summary = {
-        **final, "epoch_mode": mode, "devices": mesh.size, "processes": processes,
-        "wall_seconds": time.perf_counter() - started,  # this call's: data, compilation, evaluation, checkpoints, plots
+        **final, "epoch_mode": mode, "devices": mesh.size, "processes": processes, "wall_seconds": wall,
+        "phase_seconds": phases.seconds(wall),
     }  # fmt: skip
+    if cfg.progress:
+        print(f"wall {wall:.1f} s: {phases.describe(wall)}", file=sys.stderr)
     if primary:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return {**summary, "run_dir": str(run_dir)}
