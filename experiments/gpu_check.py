@@ -194,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown sections {unknown}; choose from {SECTIONS}")
     deadline = time.time() + args.budget
-
+    # This process and the commands it starts (recipes, pytest workers) share one GPU: none may take 75% of its
+    # memory up front, XLA's default.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     import jax
 
     report: dict[str, Any] = {

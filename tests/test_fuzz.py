@@ -3,7 +3,8 @@
 For each op, hypothesis draws one of three kinds of call:
 
   * valid: hyper-parameters and shapes from ranges where every combination is legal. Both impls must
-    accept it, give identical forwards and gradients within 1e-10 (float64) of each other;
+    accept it, give identical forwards (within 1e-10 for the ops in ``ROUND_OFF_FORWARDS``, whose manual
+    forward a platform may evaluate in another order) and gradients within 1e-10 (float64) of each other;
   * corrupt: a valid call with one argument made illegal (zero or negative stride, kernel larger than the
     input, wrong rank, integer or bool dtype, mismatched channels, bad padding, a float where an int
     belongs, ...). Both impls must raise exactly the ValueError or TypeError the corruption calls for;
@@ -754,6 +755,11 @@ def relative_error(got: jax.Array, want: jax.Array, floor: float) -> float:
     return float(jnp.max(jnp.abs(got - want))) / scale if scale else float(jnp.max(jnp.abs(got - want)))
 
 
+# The manual forward of these ops is a Rule that XLA:CPU evaluates in its own order (conv2d's width-blocked
+# correlation, conv2d_transpose's col2im or polyphase forward): equal to the autodiff twin's to round-off.
+ROUND_OFF_FORWARDS = ("conv2d", "conv2d_transpose")
+
+
 def assert_twins_agree(call: Call) -> None:
     out = jax.eval_shape(lambda *a: call.fn("autodiff", *a), *call.arrays)
     c = jnp.asarray(np.random.default_rng(call.spec.seed + 99).normal(size=out.shape), out.dtype)
@@ -767,9 +773,12 @@ def assert_twins_agree(call: Call) -> None:
         return results
 
     (out_m, g_m), (out_a, g_a) = forwards_and_grads(call.arrays, c)
-    np.testing.assert_array_equal(np.asarray(out_m), np.asarray(out_a), err_msg=repr(call))
-    assert bool(jnp.all(jnp.isfinite(out_m))), f"{call!r}: non-finite output"
     floor = float(jnp.max(jnp.abs(c))) if c.size else 0.0
+    if call.op in ROUND_OFF_FORWARDS:
+        assert out_m.shape == out_a.shape and relative_error(out_m, out_a, 1.0) < TOL, repr(call)
+    else:
+        np.testing.assert_array_equal(np.asarray(out_m), np.asarray(out_a), err_msg=repr(call))
+    assert bool(jnp.all(jnp.isfinite(out_m))), f"{call!r}: non-finite output"
     for i, (gm, ga) in enumerate(zip(g_m, g_a)):
         assert gm.shape == ga.shape == call.arrays[i].shape and gm.dtype == call.arrays[i].dtype, repr(call)
         error = relative_error(gm, ga, floor)

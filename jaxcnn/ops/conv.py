@@ -97,14 +97,18 @@ def full_correlation_input_grad(
         (k - 1 - lo, n + lo - (m - 1) * s - 1)
         for n, m, k, s, (lo, _) in zip(in_hw, delta.shape[1:3], span, geom.stride, geom.padding)
     )
+    if geom.groups == 1:  # the in/out swap is a relabelling: rot180(w) is read as (kh, kw, O, I)
+        kernel, kernel_layout = lax.rev(w, (0, 1)), "HWOI"
+    else:
+        kernel, kernel_layout = rot180_swap(w, geom.groups), "HWIO"
     return lax.conv_general_dilated(
         delta,
-        rot180_swap(w, geom.groups),
+        kernel,
         window_strides=(1, 1),
         padding=pads,
         lhs_dilation=geom.stride,
         rhs_dilation=geom.dilation,
-        dimension_numbers=NHWC_HWIO,
+        dimension_numbers=("NHWC", kernel_layout, "NHWC"),
         feature_group_count=geom.groups,
     )
 

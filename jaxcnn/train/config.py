@@ -11,6 +11,7 @@ from typing import Any, Sequence
 OPTIMIZERS = ("sgd", "momentum", "adam")
 EPOCH_MODES = ("auto", "scan", "loop")
 LR_SCHEDULES = ("constant", "cosine")
+CACHE_MODES = ("auto", "on", "off")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +51,7 @@ class TrainConfig:
     overwrite: bool = False
     plots: bool = True
     progress: bool = True
-    compilation_cache: bool = True  # keep compiled programs on disk for the next run (jaxcnn.train.process_setup)
+    compilation_cache: str = "auto"  # keep compiled programs on disk: auto (on GPUs/TPUs), on, off (process_setup)
     compilation_cache_dir: str | None = None  # default $JAXCNN_CACHE or ~/.cache/jaxcnn/xla
     deterministic: bool = False  # XLA's deterministic GPU ops (fixed reduction order); the CPU is deterministic
 
@@ -61,6 +62,8 @@ class TrainConfig:
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose from {LR_SCHEDULES}")
         if self.epoch_mode not in EPOCH_MODES:
             raise ValueError(f"unknown epoch_mode {self.epoch_mode!r}; choose from {EPOCH_MODES}")
+        if self.compilation_cache not in CACHE_MODES:
+            raise ValueError(f"unknown compilation_cache {self.compilation_cache!r}; choose from {CACHE_MODES}")
         if self.impl not in ("manual", "autodiff"):
             raise ValueError(f"impl must be 'manual' or 'autodiff', got {self.impl!r}")
         for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):

@@ -1,8 +1,11 @@
 """Process-wide settings a training command applies before JAX starts its backend.
 
-* A persistent compilation cache (on by default): XLA's compiled programs are written to a directory, so a
-  second run of the same command on the same machine and jax version loads them instead of compiling again.
-  Default directory: ``$JAXCNN_CACHE`` or ``$XDG_CACHE_HOME/jaxcnn/xla`` (``~/.cache/jaxcnn/xla``).
+* A persistent compilation cache: XLA's compiled programs are written to a directory, so a second run of the
+  same command on the same machine and jax version loads them instead of compiling again. "auto" (the default)
+  turns it on when JAX runs on a GPU or TPU and leaves it off on the CPU: there, with jaxlib 0.10.2, XLA aborted
+  the whole process while compiling some programs with the cache on (``tests/test_fuzz.py``'s
+  conv2d_transpose cases, a "Fatal Python error: Aborted" inside ``backend_compile_and_load``); "on" turns it
+  on anyway. Default directory: ``$JAXCNN_CACHE`` or ``$XDG_CACHE_HOME/jaxcnn/xla`` (``~/.cache/jaxcnn/xla``).
 * ``--deterministic``: XLA's deterministic-ops flag, which makes GPU reductions (scatter-adds, convolution
   algorithms) run in a fixed order; on the CPU XLA is deterministic anyway.
 
@@ -25,16 +28,22 @@ def default_cache_dir() -> Path:
     return Path(base) / "jaxcnn" / "xla"
 
 
-def configure(*, compilation_cache: bool, cache_dir: str | None, deterministic: bool) -> Path | None:
+def configure(*, compilation_cache: str, cache_dir: str | None, deterministic: bool) -> Path | None:
     """Apply the settings; returns the compilation cache's directory (None when it is off).
 
-    Call before the first computation: XLA reads XLA_FLAGS once, when JAX starts its backend.
+    ``compilation_cache``: "auto", "on" or "off" (see the module docstring). Call before the first
+    computation: XLA reads XLA_FLAGS once, when JAX starts its backend.
     """
+    if compilation_cache not in ("auto", "on", "off"):
+        raise ValueError(f"compilation_cache must be 'auto', 'on' or 'off', got {compilation_cache!r}")
     if deterministic and DETERMINISTIC_OPS not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {DETERMINISTIC_OPS}".strip()
-    if not compilation_cache:
+    if compilation_cache == "off":
         return None
     import jax
+
+    if compilation_cache == "auto" and jax.default_backend() == "cpu":
+        return None
 
     directory = Path(cache_dir) if cache_dir else default_cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
