@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -137,12 +138,13 @@ def run_command(words: list[str], timeout: float, env: dict | None = None) -> di
         status, out = "timeout", (err.stdout or b"").decode(errors="replace") + (err.stderr or b"").decode(errors="replace")
     wall = time.perf_counter() - tic
     print(f"$ {' '.join(words)}\n  -> exit {status} in {wall:.1f} s")
-    return {"command": words, "status": status, "wall_s": wall, "output_tail": out[-4000:]}
+    return {"command": words, "status": status, "wall_s": wall, "output_tail": out[-4000:], "full_output": out}
 
 
 def train_recipe(name: str, words: list[str], run_dir: Path, timeout: float, extra: list[str]) -> dict:
     result = run_command([sys.executable, "-m", "jaxcnn", "train", *words, *extra, "--run-dir", str(run_dir),
                           "--overwrite", "--no-progress"], timeout)  # fmt: skip
+    del result["full_output"]
     summary_path = run_dir / "summary.json"
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())
@@ -168,16 +170,24 @@ def run_recipes(smoke: bool, work: Path, deadline: float) -> list[dict]:
     return results
 
 
-def run_tests(deadline: float, files: list[str]) -> dict:
-    left = max(30.0, deadline - time.time())
-    words = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files]
+def run_tests(deadline: float, files: list[str], work: Path) -> dict:
+    """pytest on ``files`` (8 workers when pytest-xdist is there), its whole log kept under ``work``; the
+    failing tests are listed as they fail, so a run stopped by the budget still names them."""
+    left = max(60.0, deadline - time.time())
+    log = work / "pytest.log"
+    words = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *files]
     try:
         import xdist  # noqa: F401
 
-        words[4:4] = ["-n", "4"]
+        words[4:4] = ["-n", "8"]
     except ImportError:
         pass
-    return run_command(words, left)
+    result = run_command(words, left)
+    work.mkdir(parents=True, exist_ok=True)
+    log.write_text(result["full_output"])
+    failed = sorted({m for m in re.findall(r"(?:FAILED|ERROR) (tests/\S+)", result.pop("full_output", ""))})
+    print(f"  failed: {failed or 'none'}")
+    return {**result, "failed": failed, "log": str(log)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("gpu-check.json"), help="the JSON written at the end")
     parser.add_argument("--work", type=Path, default=Path("runs/gpu-check"), help="run directories and the cache")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {','.join(SECTIONS)}")
-    parser.add_argument("--budget", type=float, default=450.0, help="seconds the whole check may take (tests stop)")
+    parser.add_argument("--budget", type=float, default=480.0, help="seconds the whole check may take (tests stop)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that every section runs")
     parser.add_argument("--models", nargs="+", default=list(BENCH_MODELS), help="the bench's step and epoch models")
     args = parser.parse_args(argv)
@@ -209,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         ("evaluations", lambda: time_evaluations(args.smoke, compare)),
         ("bench", lambda: run_bench(args.smoke, tuple(args.models))),
         ("recipes", lambda: run_recipes(args.smoke, args.work, deadline)),
-        ("tests", lambda: run_tests(deadline, TEST_FILES)),
+        ("tests", lambda: run_tests(deadline, TEST_FILES, args.work)),
     ]
     for name, step in steps:
         if name in sections:

@@ -1,0 +1,67 @@
+"""Fingerprint the compiled program of every bench case: two commits with equal fingerprints run the same code.
+
+    python experiments/program_fingerprints.py > after.json      # about 1 minute on 2 CPU cores
+    git stash; python experiments/program_fingerprints.py > before.json; git stash pop
+    python experiments/program_fingerprints.py --diff before.json after.json
+
+Timings on a shared machine move by tens of percent from run to run; a refactoring that must not slow any
+platform down is checked better by comparing what XLA compiles. For each op case of ``python -m jaxcnn bench``
+(forward+backward, impl="manual") and each model's training step, this prints a hash of the optimized HLO of
+the default backend, with the source locations (file names, lines, stack frames) removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+
+
+def fingerprint(hlo: str) -> str:
+    body = hlo.split("\nFileNames")[0]  # the stack-frame tables follow the computations
+    body = re.sub(r"metadata=\{[^}]*\}|stack_frame_id=\d+|HloModule [^\n]*", "", body)
+    return hashlib.sha1(body.encode()).hexdigest()[:16]
+
+
+def fingerprints(models: tuple[str, ...]) -> dict[str, str]:
+    import jax
+
+    from jaxcnn.bench import cases
+    from jaxcnn.models import get_model
+    from jaxcnn.train.step import init_state, make_train_step
+
+    out = {}
+    for case in cases.op_cases("quick"):
+        variant = cases.op_variants(case, impls=("manual",))["manual"]
+        jitted, *args = variant.compile.args
+        out[f"{case.name} [{case.what}]"] = fingerprint(jitted.lower(*args).compile().as_text())
+    for name in models:
+        model, opt = get_model(name), cases.optimizer()
+        step = jax.jit(make_train_step(model, opt, "manual"), donate_argnums=0)
+        x, y = cases.synthetic_batch(model, 128)
+        state = init_state(model, opt, jax.random.PRNGKey(0))
+        out[f"step {name}"] = fingerprint(step.lower(state, x, y).compile().as_text())
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["lenet5", "lenet5_classic", "cnn_small"])
+    parser.add_argument("--diff", nargs=2, metavar=("BEFORE", "AFTER"), help="compare two printed JSON files")
+    args = parser.parse_args(argv)
+    if args.diff:
+        before, after = (json.load(open(path)) for path in args.diff)
+        changed = [k for k in before if before[k] != after.get(k)]
+        for key in before:
+            print(f"{'changed' if key in changed else 'same':8s} {key}")
+        print(f"{len(changed)} of {len(before)} programs changed")
+        return 1 if changed else 0
+    json.dump(fingerprints(tuple(args.models)), sys.stdout, indent=1)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
