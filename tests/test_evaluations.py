@@ -616,8 +616,10 @@ AUTODIFF_TWINS = {
 
 @pytest.mark.parametrize("name", sorted(AUTODIFF_TWINS))
 def test_autodiff_twins_are_plain_lax(name):
-    """jax.grad of an autodiff twin contains no custom_vjp and no per-platform selection: JAX derives it all."""
+    """jax.grad of an autodiff twin contains no custom_vjp: JAX derives it all. Only conv2d_transpose's forward
+    is selected per platform (see its ``_forward``: XLA:CPU cannot compile JAX's derivative of the textbook form)."""
     fn, *shapes = AUTODIFF_TWINS[name]
     args = [jnp.ones(s, jnp.float32) for s in shapes]
     jaxpr = str(jax.make_jaxpr(jax.grad(lambda *a: fn(*a).sum(), argnums=tuple(range(len(args)))))(*args))
-    assert "custom_vjp" not in jaxpr and "platform_index" not in jaxpr
+    assert "custom_vjp" not in jaxpr
+    assert ("platform_index" in jaxpr) == (name == "conv2d_transpose")

@@ -16,8 +16,7 @@ Backward, given the residual delta = dE/dx_out (N, n_h, n_w, C):
 
 The three are conv2d's own rules (``jaxcnn/ops/conv.py``) with the roles of input and output exchanged: the
 forward is conv2d's INPUT_GRAD, dE/dy its FORWARD and dE/dw its KERNEL_GRAD, each evaluated as that rule is on
-the platform the program is lowered for. The autodiff twin is the textbook forward, a plain lax correlation of
-the zero-inserted y with the rotated kernel, differentiated by JAX.
+the platform the program is lowered for. The autodiff twin is the same forward differentiated by JAX.
 """
 
 from __future__ import annotations
@@ -36,14 +35,20 @@ from jaxcnn.ops.conv import (
     add_bias,
     bias_grad,
     check_conv_args,
-    full_correlation_input_grad,
 )
 from jaxcnn.ops.padding import effective_size, resolve_padding, same_padding
 
 
 def _forward(y, w, b, geom: ConvGeometry, out_hw: tuple[int, int]):
-    """The textbook forward: full_correlation(dilate_s(y), rot180(w)) + b, the autodiff twin."""
-    return add_bias(full_correlation_input_grad(y, w, geom, out_hw), b)
+    """The autodiff twin: full_correlation(dilate_s(y), rot180(w)) + b, differentiated by JAX.
+
+    The correlation is conv2d's INPUT_GRAD rule, plain lax code on every platform (no custom_vjp): the
+    zero-inserted correlation of the textbook on GPUs and TPUs, XLA:CPU's evaluation on the CPU. On the CPU the
+    textbook form cannot serve: XLA:CPU of jaxlib 0.10.2 aborts the process while compiling JAX's derivative of
+    it for some shapes (tests/test_fuzz.py, "Window dimensions do not match RHS shape" in its algebraic
+    simplifier), also when JAX derives the form itself through ``jax.linear_transpose`` of the conv.
+    """
+    return add_bias(INPUT_GRAD(y, w, geom=geom, in_hw=out_hw), b)
 
 
 def _manual_forward(y, w, b, geom: ConvGeometry, out_hw: tuple[int, int]):
