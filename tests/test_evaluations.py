@@ -1,4 +1,7 @@
-"""The specialised forward and backward paths, each against the autodiff twin and the general path it replaces.
+"""Every evaluation of every derived rule against its textbook form, and the per-platform selection.
+
+The rules (``jaxcnn/ops/evaluation.py``) and the evaluations XLA:CPU runs (``jaxcnn/ops/xla_cpu``), each
+against the autodiff twin and the textbook form it replaces:
 
 * conv2d forward of thin correlations: the width-blocked correlation (``conv_cpu.forward_path`` names the path);
 * conv2d input gradient: the width-blocked full correlation (stride 1, few channels), col2im for few channels,

@@ -2,7 +2,7 @@
 
 Hypothesis draws the hyper-parameters (stride 1-3, every padding form including asymmetric pairs, dilation
 1-3, groups, odd and non-square sizes, overlapping pool windows, output_padding); the forwards of both impls
-agree to round-off (the manual conv may sum a thin correlation in another order, see conv_cpu.forward_path) and the
+agree to round-off (the manual conv may sum a thin correlation in another order, see jaxcnn/ops/xla_cpu/conv.py) and the
 gradients w.r.t. every array argument to 1e-10 (float64) / 1e-5 (float32).
 """
 
