@@ -173,6 +173,22 @@ def _lenet5_training_flops() -> float:
     return 2.0 * (3 * (conv1 + conv2 + dense) - conv1)
 
 
+@pytest.mark.parametrize("name", ["lenet5", "resnet8"])
+def test_step_flops_from_the_jaxpr_match_xla_cost_analysis(name):
+    """The backend-independent count (the step's jaxpr) agrees with XLA:CPU's own count of the lowered step:
+    the convolutions' padded and zero-inserted taps are left out as XLA leaves them out."""
+    model = cases.get_model(name)
+    ours, xla = roofline.step_flops_per_image(model, 2), roofline.xla_step_flops_per_image(model, 2)
+    assert xla is not None and ours == pytest.approx(xla, rel=0.02)
+
+
+def test_conv_taps_that_meet_padding_or_inserted_zeros_are_not_counted():
+    # 3 outputs of a 3-tap window over 3 inputs padded by 1 on each side: 9 pairs, 2 of them on the padding
+    assert roofline._taps_in_input(3, 3, 3, 1, 1, 1, 1) == 7
+    # lhs dilation 2 makes 2 inputs span 3 positions; 2 outputs, 2 taps at stride 1: positions 0..2, 1 is a hole
+    assert roofline._taps_in_input(2, 2, 2, 1, 0, 2, 1) == 2
+
+
 def test_step_flops_count_the_autodiff_algorithm():
     model = cases.get_model("lenet5")
     flops = roofline.step_flops_per_image(model, batch=4)
