@@ -135,7 +135,7 @@ def correlation_kernel_grad(
 
     A correlation of x (channels as batch, batch as the contracted features) with delta (as the kernel,
     dilated by the stride) taken with stride d; with groups, input group j meets only output group j
-    (lax's ``batch_group_count``).
+    (lax's ``batch_group_count``). Low-precision inputs are summed in float32 (``accumulator_dtype``).
     """
     return lax.conv_general_dilated(
         x,
@@ -145,7 +145,14 @@ def correlation_kernel_grad(
         rhs_dilation=geom.stride,
         dimension_numbers=KERNEL_GRAD_DIMS,
         batch_group_count=geom.groups,
-    )
+        preferred_element_type=accumulator_dtype(x.dtype),
+    ).astype(x.dtype)
+
+
+def accumulator_dtype(dtype: jnp.dtype) -> jnp.dtype | None:
+    """float32 for bfloat16 and float16 inputs: dE/dk sums N m_h m_w products per weight, too many for their
+    8 or 11 bits of mantissa; None (the input's own dtype) otherwise."""
+    return jnp.float32 if jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)) else None
 
 
 KERNEL_GRAD = Rule("conv2d.kernel_grad", correlation_kernel_grad)

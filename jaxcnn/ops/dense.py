@@ -4,7 +4,7 @@
 
 Given delta = dE/du (seed 000 writes the column-vector form u = W x + b; here rows are samples):
     dE/dx = delta W^T                     the residual handed to the layer below (before its f')
-    dE/dW = x^T delta                     summed over every leading (batch) index
+    dE/dW = x^T delta                     summed over every leading (batch) index (in float32 for low-precision x)
     dE/db = sum over leading indices of delta
 """
 
@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.ops import _checks
+from jaxcnn.ops.conv import accumulator_dtype
 
 
 def _forward(x, w, b):
@@ -38,7 +39,7 @@ def _bwd(res, delta):
     rows = math.prod(x.shape[:-1])  # not reshape(-1, ...): that divides by a feature count that may be 0
     flat_x = x.reshape(rows, x.shape[-1])
     flat_delta = delta.reshape(rows, delta.shape[-1])
-    dw = jnp.matmul(flat_x.T, flat_delta)
+    dw = jnp.matmul(flat_x.T, flat_delta, preferred_element_type=accumulator_dtype(x.dtype)).astype(x.dtype)
     db = None if b is None else jnp.sum(flat_delta, axis=0)
     return dx, dw, db
 

@@ -12,6 +12,7 @@ OPTIMIZERS = ("sgd", "momentum", "adam")
 EPOCH_MODES = ("auto", "scan", "loop")
 LR_SCHEDULES = ("constant", "cosine")
 CACHE_MODES = ("auto", "on", "off")
+PRECISIONS = ("float32", "bfloat16", "float16")  # jaxcnn.train.precision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,7 @@ class TrainConfig:
     crop_pad: int = 0  # augment: translate each training image by up to this many pixels (pad, random crop)
     standardize: bool = True  # scale images to zero mean, unit variance (statistics of the training split)
     impl: str = "manual"
+    precision: str = "float32"  # compute dtype: float32, bfloat16 or float16 (loss-scaled); float32 master params
     seed: int = 0
     epoch_mode: str = "auto"  # scan: the whole epoch is one jitted lax.scan; loop: a Python loop of jitted steps
     per_example_clip: float | None = None  # clip each example's gradient to this L2 norm before averaging
@@ -62,6 +64,8 @@ class TrainConfig:
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose from {LR_SCHEDULES}")
         if self.epoch_mode not in EPOCH_MODES:
             raise ValueError(f"unknown epoch_mode {self.epoch_mode!r}; choose from {EPOCH_MODES}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose from {PRECISIONS}")
         if self.compilation_cache not in CACHE_MODES:
             raise ValueError(f"unknown compilation_cache {self.compilation_cache!r}; choose from {CACHE_MODES}")
         if self.impl not in ("manual", "autodiff"):

@@ -46,7 +46,7 @@ from jaxcnn.train.step import (
 # --epochs may change on resume (train longer); with the cosine schedule the decay then follows the new total.
 RESUME_KEYS = (
     "model", "dataset", "optimizer", "learning_rate", "weight_decay", "lr_schedule", "batch_size", "seed", "impl",
-    "per_example_clip", "train_subset", "flip", "crop_pad", "standardize",
+    "per_example_clip", "train_subset", "flip", "crop_pad", "standardize", "precision",
 )  # fmt: skip
 
 
@@ -329,7 +329,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     optimizer = make_optimizer(cfg, cfg.epochs * steps_per_epoch)
     key = jax.random.PRNGKey(cfg.seed)
     init_key, data_key, augment_key = jax.random.split(key, 3)
-    state = parallel.replicate(init_state(model, optimizer, init_key), mesh)
+    state = parallel.replicate(init_state(model, optimizer, init_key, cfg.precision), mesh)
     checkpoints = Checkpoints(run_dir, cfg)
     prior: tuple[list[float], list[float]] = ([], [])  # losses, accuracies of the steps of a resumed epoch
     if cfg.resume:
@@ -342,7 +342,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     images, labels = train_ds.images, train_ds.labels  # this process's slice, on the host
     replicated, batch = parallel.replicated(mesh), parallel.batch_sharding(mesh)
     train_step = make_train_step(
-        model, optimizer, cfg.impl, cfg.per_example_clip, augment_key, flip=cfg.flip, crop_pad=cfg.crop_pad
+        model, optimizer, cfg.impl, cfg.per_example_clip, augment_key, flip=cfg.flip, crop_pad=cfg.crop_pad,
+        precision=cfg.precision,
     )
     jitted_step = jax.jit(
         train_step, in_shardings=(replicated, batch, batch), out_shardings=(replicated, replicated), donate_argnums=0

@@ -6,7 +6,7 @@ The train state is a plain pytree; the data live on the device and each epoch's 
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -15,14 +15,16 @@ import optax
 
 from jaxcnn.models import Model
 from jaxcnn.train.augment import augment
+from jaxcnn.train import precision as mixed
 from jaxcnn.train.config import TrainConfig
 
 
 class TrainState(NamedTuple):
-    params: dict
+    params: dict  # float32 master parameters, whatever the compute precision
     model_state: dict  # batch-norm running statistics and the like ({} for most models)
     opt_state: optax.OptState
     step: jax.Array  # int32 scalar: optimizer steps taken
+    loss_scale: Any = ()  # float16 training's DynamicLossScale (jaxcnn.train.precision); () otherwise
 
 
 def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
@@ -36,9 +38,13 @@ def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransfor
     return optax.chain(optax.add_decayed_weights(cfg.weight_decay), sgd) if cfg.weight_decay else sgd
 
 
-def init_state(model: Model, optimizer: optax.GradientTransformation, key: jax.Array) -> TrainState:
+def init_state(
+    model: Model, optimizer: optax.GradientTransformation, key: jax.Array, precision: str = "float32"
+) -> TrainState:
     params = model.init(key)
-    return TrainState(params, model.init_state(), optimizer.init(params), jnp.zeros((), jnp.int32))
+    return TrainState(
+        params, model.init_state(), optimizer.init(params), jnp.zeros((), jnp.int32), mixed.initial_loss_scale(precision)
+    )
 
 
 def _accuracy(outputs: jax.Array, y: jax.Array) -> jax.Array:
@@ -46,7 +52,10 @@ def _accuracy(outputs: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def batch_gradients(model: Model, impl: str, per_example_clip: float | None) -> Callable:
-    """(params, model_state, x, y, key) -> ((loss, accuracy), grads, new_model_state) for one batch.
+    """(params, model_state, x, y, key, scale) -> ((loss, accuracy), grads, new_model_state) for one batch.
+
+    The gradients are those of ``scale`` times the loss (float16's loss scaling; 1 otherwise), in the dtype of
+    ``params``; the loss is computed from float32 outputs and returned unscaled.
 
     The forward runs in training mode (batch statistics, dropout masks drawn from ``key``). With
     ``per_example_clip`` C: g_n = grad of example n's loss (vmap of grad over the batch), each scaled to
@@ -54,15 +63,16 @@ def batch_gradients(model: Model, impl: str, per_example_clip: float | None) -> 
     batch, so it cannot be combined with per-example gradients.
     """
 
-    def loss_and_outputs(params, model_state, x, y, key):
+    def loss_and_outputs(params, model_state, x, y, key, scale):
         outputs, new_state = model.forward(params, model_state, x, impl=impl, train=True, key=key)
-        return model.loss_from_outputs(outputs, y, impl=impl), (outputs, new_state)
+        loss = model.loss_from_outputs(outputs.astype(jnp.float32), y, impl=impl)
+        return loss * scale, (loss, outputs, new_state)
 
     if per_example_clip is None:
 
-        def grads_fn(params, model_state, x, y, key):
-            (loss, (outputs, new_state)), grads = jax.value_and_grad(loss_and_outputs, has_aux=True)(
-                params, model_state, x, y, key
+        def grads_fn(params, model_state, x, y, key, scale=1.0):
+            (_, (loss, outputs, new_state)), grads = jax.value_and_grad(loss_and_outputs, has_aux=True)(
+                params, model_state, x, y, key, scale
             )
             return (loss, _accuracy(outputs, y)), grads, new_state
 
@@ -74,18 +84,21 @@ def batch_gradients(model: Model, impl: str, per_example_clip: float | None) -> 
             f"statistics couple the examples; drop --per-example-clip or use a model without batch norm"
         )
 
-    def single(params, model_state, x, y, key):
-        (loss, (outputs, _)), grads = jax.value_and_grad(loss_and_outputs, has_aux=True)(
-            params, model_state, x[None], y[None], key
+    def single(params, model_state, x, y, key, scale):
+        (_, (loss, outputs, _)), grads = jax.value_and_grad(loss_and_outputs, has_aux=True)(
+            params, model_state, x[None], y[None], key, scale
         )
         return loss, outputs[0], grads
 
-    def clipped_grads_fn(params, model_state, x, y, key):
+    def clipped_grads_fn(params, model_state, x, y, key, scale=1.0):
         keys = jax.random.split(key, x.shape[0])
-        losses, outputs, grads = jax.vmap(single, in_axes=(None, None, 0, 0, 0))(params, model_state, x, y, keys)
+        losses, outputs, grads = jax.vmap(single, in_axes=(None, None, 0, 0, 0, None))(
+            params, model_state, x, y, keys, scale
+        )
+        grads = jax.tree_util.tree_map(lambda g: g.astype(jnp.float32) / scale, grads)  # clip the true gradients
         norms = jnp.sqrt(sum(jnp.sum(g.reshape(g.shape[0], -1) ** 2, axis=1) for g in jax.tree_util.tree_leaves(grads)))
-        scale = jnp.minimum(1.0, per_example_clip / jnp.maximum(norms, 1e-12))
-        grads = jax.tree_util.tree_map(lambda g: jnp.tensordot(scale, g, axes=1) / x.shape[0], grads)
+        clip = jnp.minimum(1.0, per_example_clip / jnp.maximum(norms, 1e-12))
+        grads = jax.tree_util.tree_map(lambda g: jnp.tensordot(clip, g, axes=1) * (scale / x.shape[0]), grads)
         return (jnp.mean(losses), _accuracy(outputs, y)), grads, model_state
 
     return clipped_grads_fn
@@ -100,23 +113,43 @@ def make_train_step(
     *,
     flip: bool = False,
     crop_pad: int = 0,
+    precision: str = "float32",
 ) -> Callable:
     """(state, x, y) -> (state, (loss, accuracy)); pure, to be jitted or scanned.
 
     Step t draws its randomness from fold_in(rng_key, t): augmentation (``flip``, ``crop_pad``) from
     fold_in(., 0), dropout masks from fold_in(., 1); a run is therefore a function of its seed alone.
+    ``precision`` "bfloat16" or "float16" runs the forward and backward passes in that dtype around float32
+    master parameters (``jaxcnn.train.precision``); float16 scales the loss and skips steps whose gradients
+    overflow (the state's ``loss_scale``, which ``init_state(..., precision=)`` creates).
     """
     augmenting = flip or crop_pad > 0
     rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
     grads_fn = batch_gradients(model, impl, per_example_clip)
+    dtype = mixed.compute_dtype(precision)
 
     def train_step(state: TrainState, x, y):
+        if isinstance(state.loss_scale, mixed.DynamicLossScale) != (dtype == jnp.float16):
+            raise ValueError(
+                f"precision {precision!r} needs a state made by init_state(..., precision={precision!r}); "
+                f"this state's loss_scale is {state.loss_scale!r}"
+            )
         step_key = jax.random.fold_in(rng_key, state.step)
         if augmenting:
             x = augment(jax.random.fold_in(step_key, 0), x, crop_pad=crop_pad, flip=flip)
-        (loss, acc), grads, model_state = grads_fn(state.params, state.model_state, x, y, jax.random.fold_in(step_key, 1))
+        scale = state.loss_scale.scale if dtype == jnp.float16 else 1.0
+        (loss, acc), grads, model_state = grads_fn(
+            mixed.cast_floating(state.params, dtype), state.model_state, x.astype(dtype), y,
+            jax.random.fold_in(step_key, 1), scale,
+        )  # fmt: skip
+        grads = jax.tree_util.tree_map(lambda g: g.astype(jnp.float32) / scale, grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        return TrainState(optax.apply_updates(state.params, updates), model_state, opt_state, state.step + 1), (loss, acc)
+        new = TrainState(optax.apply_updates(state.params, updates), model_state, opt_state, state.step + 1)
+        if dtype != jnp.float16:
+            return new._replace(loss_scale=state.loss_scale), (loss, acc)
+        finite = mixed.all_finite(grads)
+        kept = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new[:3], state[:3])
+        return TrainState(*kept, state.step + 1, mixed.next_loss_scale(state.loss_scale, finite)), (loss, acc)
 
     return train_step
 

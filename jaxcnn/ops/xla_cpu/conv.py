@@ -27,6 +27,7 @@ from jaxcnn.ops import conv
 from jaxcnn.ops.conv import (
     NHWC_HWIO,
     ConvGeometry,
+    accumulator_dtype,
     correlate,
     correlation_kernel_grad,
     full_correlation_input_grad,
@@ -403,9 +404,9 @@ def correlate_kernel_grad(x: jax.Array, delta: jax.Array, geom: ConvGeometry, ke
     def one_group(x_j: jax.Array, delta_j: jax.Array) -> jax.Array:
         dw = lax.conv_general_dilated(
             x_j.transpose(3, 1, 2, 0), delta_j.transpose(1, 2, 0, 3), window_strides=geom.dilation, padding=pads,
-            rhs_dilation=geom.stride, dimension_numbers=NHWC_HWIO,
+            rhs_dilation=geom.stride, dimension_numbers=NHWC_HWIO, preferred_element_type=accumulator_dtype(x.dtype),
         )  # fmt: skip
-        return dw.transpose(1, 2, 0, 3)
+        return dw.transpose(1, 2, 0, 3).astype(x.dtype)
 
     if geom.groups == 1:
         return one_group(x, delta)
