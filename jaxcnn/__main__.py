@@ -19,6 +19,9 @@ def _gradcheck(argv: Sequence[str]) -> int:
     parser.add_argument("--ops", nargs="*", default=None, help="op cases to check (default: all)")
     parser.add_argument("--models", nargs="*", default=["all"], help="models to check (default: all; none: --models)")
     parser.add_argument("--no-timing", action="store_true", help="skip the forward+backward timings")
+    parser.add_argument("--precision", default="float64", choices=("float64", "bfloat16", "float16"),
+                        help="compare the ops' gradients in this dtype against float64 (default: float64 with "
+                        "finite differences)")  # fmt: skip
     args = parser.parse_args(argv)
 
     import jax
@@ -30,14 +33,19 @@ def _gradcheck(argv: Sequence[str]) -> int:
     if models == ["all"]:
         from jaxcnn.models import MODELS
 
-        models = sorted(MODELS)
-    tol = gradcheck.Tolerances()
-    rows = gradcheck.run(args.ops, models=models, timing=not args.no_timing)
+        models = sorted(MODELS) if args.precision == "float64" else []
+    tol = gradcheck.tolerances(args.precision)
+    try:
+        rows = gradcheck.run(args.ops, models=models, timing=not args.no_timing, precision=args.precision,
+                             progress=lambda name: print(f"checked {name}", file=sys.stderr, flush=True))  # fmt: skip
+    except ValueError as err:
+        parser.error(str(err))
     print(gradcheck.format_table(rows, tol))
     bad = [r for r in rows if not r.ok(tol)]
     print(
         f"\n{len(rows) - len(bad)} of {len(rows)} parameters within tolerance "
-        f"(manual vs autodiff <= {tol.manual_vs_autodiff:g}, vs finite differences <= {tol.finite_difference:g})"
+        f"(manual vs autodiff <= {tol.manual_vs_autodiff:g}, vs "
+        f"{'finite differences' if args.precision == 'float64' else 'the float64 gradient'} <= {tol.finite_difference:g})"
     )
     return 1 if bad else 0
 

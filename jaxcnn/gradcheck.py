@@ -13,6 +13,10 @@ For a scalar function f(impl)(*args) built once with impl="manual" and once with
 
 plus the compiled forward+backward time of each impl. ``python -m jaxcnn gradcheck`` prints one table row
 per parameter and exits non-zero when any error is above tolerance.
+
+In a low precision (``--precision bfloat16`` or ``float16``, the dtypes of mixed-precision training) finite
+differences mean nothing; both impls then run on the same data rounded to that dtype, and the reference is
+the float64 gradient (autodiff) of the rounded data: the columns "vs fd" compare with it instead.
 """
 
 from __future__ import annotations
@@ -294,19 +298,75 @@ def op_cases(dtype=jnp.float64, seed: int = 0) -> dict[str, tuple[LossFactory, t
     return {name: (_projected(call, seed, args), args, names) for name, (call, args, names) in specs.items()}
 
 
-def run(case_names: Sequence[str] | None = None, *, models: Sequence[str] = (), timing: bool = True) -> list[GradRow]:
-    """Rows for the named op cases (all by default) and for whole models (see jaxcnn.models)."""
+# Low precision: manual vs autodiff, and each vs the float64 gradient, relative to the largest entry. Each dtype
+# rounds every intermediate to 8 (bfloat16) or 11 (float16) significant bits.
+LOW_PRECISION_TOLERANCES = {
+    "bfloat16": Tolerances(manual_vs_autodiff=5e-2, finite_difference=5e-2),
+    "float16": Tolerances(manual_vs_autodiff=1e-2, finite_difference=1e-2),
+}
+
+
+def tolerances(precision: str = "float64") -> Tolerances:
+    if precision == "float64":
+        return Tolerances()
+    if precision not in LOW_PRECISION_TOLERANCES:
+        raise ValueError(f"precision must be float64 or one of {sorted(LOW_PRECISION_TOLERANCES)}, got {precision!r}")
+    return LOW_PRECISION_TOLERANCES[precision]
+
+
+def compare_in_precision(case: str, loss: LossFactory, args: tuple, names: Sequence[str], dtype) -> list[GradRow]:
+    """Rows for ``args`` rounded to ``dtype``: manual vs autodiff there, and each against the float64 gradient of
+    the rounded data (in the finite-difference columns)."""
+    argnums = tuple(range(len(args)))
+    low = jax.tree_util.tree_map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, args)
+    exact = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, low)
+    g_exact = jax.jit(jax.grad(loss("autodiff"), argnums=argnums))(*exact)
+    g_manual = jax.jit(jax.grad(loss("manual"), argnums=argnums))(*low)
+    g_autodiff = jax.jit(jax.grad(loss("autodiff"), argnums=argnums))(*low)
+    labels = [n for name, arg in zip(names, args) for n in leaf_names(arg, name)]
+    rows = []
+    for label, gm, ga, ge in zip(labels, *(jax.tree_util.tree_leaves(g) for g in (g_manual, g_autodiff, g_exact))):
+        abs_err, rel_err = relative_error(gm, ga)
+        rows.append(GradRow(case, label, tuple(gm.shape), abs_err, rel_err, relative_error(gm, ge)[1],
+                            relative_error(ga, ge)[1], float("nan"), float("nan")))  # fmt: skip
+    return rows
+
+
+def run(
+    case_names: Sequence[str] | None = None,
+    *,
+    models: Sequence[str] = (),
+    timing: bool = True,
+    precision: str = "float64",
+    progress: Callable[[str], None] | None = None,
+) -> list[GradRow]:
+    """Rows for the named op cases (all by default) and for whole models (see jaxcnn.models); ``precision``
+    "bfloat16" or "float16" compares the impls in that dtype (see the module docstring). ``progress`` is told
+    each case's name as it finishes."""
+    tolerances(precision)
+    if precision != "float64" and models:
+        raise ValueError(
+            f"the {precision} check covers the ops; whole models in {precision} differ from float64 by their rounding "
+            f"(tests/test_precision.py checks mixed-precision training); drop --models or the precision"
+        )
     cases = op_cases() if case_names is None or case_names else {}
     unknown = sorted(set(case_names or ()) - set(cases))
     if unknown:
         raise ValueError(f"unknown op case(s) {unknown}; choose from {sorted(cases)}")
+    def check(name: str, loss: LossFactory, args: tuple, names: Sequence[str]) -> list[GradRow]:
+        if precision == "float64":
+            found = compare(name, loss, args, names, timing=timing)
+        else:
+            found = compare_in_precision(name, loss, args, names, jnp.dtype(precision))
+        if progress is not None:
+            progress(name)
+        return found
+
     rows = []
     for name in cases if case_names is None else case_names:
-        loss, args, names = cases[name]
-        rows += compare(name, loss, args, names, timing=timing)
+        rows += check(name, *cases[name])
     for model_name in models:
         from jaxcnn.models import gradcheck_case  # models build on ops; imported only when asked for
 
-        loss, args, names = gradcheck_case(model_name)
-        rows += compare(f"model {model_name}", loss, args, names, timing=timing)
+        rows += check(f"model {model_name}", *gradcheck_case(model_name))
     return rows

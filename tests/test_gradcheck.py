@@ -35,6 +35,31 @@ def test_a_wrong_backward_is_caught():
     assert "NO" in gradcheck.format_table(rows)
 
 
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_the_ops_pass_in_low_precision_against_float64(precision, capsys):
+    assert main(["gradcheck", "--precision", precision, "--no-timing"]) == 0
+    assert "vs the float64 gradient" in capsys.readouterr().out
+
+
+def test_a_wrong_backward_is_caught_in_low_precision():
+    @jax.custom_vjp
+    def square(x):
+        return x * x
+
+    square.defvjp(lambda x: (x * x, x), lambda x, g: (g * x,))
+    loss = lambda impl: (lambda x: jnp.sum(square(x) if impl == "manual" else x * x))  # noqa: E731
+    (row,) = gradcheck.compare_in_precision("square", loss, (jnp.arange(1.0, 5.0),), ("x",), jnp.bfloat16)
+    assert row.rel_manual_autodiff > 0.4 and row.rel_manual_fd > 0.4 and row.rel_autodiff_fd < 1e-2
+    assert not row.ok(gradcheck.tolerances("bfloat16"))
+
+
+def test_low_precision_refuses_models_and_unknown_dtypes():
+    with pytest.raises(ValueError, match="covers the ops"):
+        gradcheck.run([], models=["lenet5"], precision="float16")
+    with pytest.raises(ValueError, match="precision"):
+        gradcheck.tolerances("int8")
+
+
 def test_unknown_case_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown op case"):
         gradcheck.run(["conv3d"], timing=False)
