@@ -154,14 +154,59 @@ def test_torch_twin_computes_the_same_function():
     from jaxcnn.bench import torch_models
     from jaxcnn.models import get_model
 
-    for name in ("lenet5", "lenet5_classic", "cnn_small"):
+    for name in ("lenet5", "lenet5_classic", "cnn_small", "resnet8", "densenet", "googlenet"):
         model = get_model(name)
         params = model.init(jax.random.PRNGKey(0))
         x = np.random.default_rng(0).normal(size=(3, *model.input_shape)).astype(np.float32)
-        net = torch_models.build(model, params)
+        net = torch_models.build(model, params).eval()  # inference: batch norm's running statistics, no dropout
         with torch.no_grad():
             y_torch = net(torch.tensor(x).permute(0, 3, 1, 2)).numpy()
-        np.testing.assert_allclose(y_torch, np.asarray(model.apply(params, x)), atol=2e-5, rtol=1e-4)
+        y_jax = model.apply(params, x, state=model.init_state())
+        np.testing.assert_allclose(y_torch, np.asarray(y_jax), atol=2e-5, rtol=1e-4, err_msg=name)
+
+
+def test_torch_twin_of_a_residual_net_trains_on_batch_statistics():
+    """In train() mode the twin's batch norm uses batch statistics and moves its running statistics as jaxcnn's
+    does (PyTorch's momentum is 1 - jaxcnn's)."""
+    torch = pytest.importorskip("torch")
+    import jax
+
+    from jaxcnn.bench import torch_models
+    from jaxcnn.models import get_model
+
+    model = get_model("resnet8")
+    params, state = model.init(jax.random.PRNGKey(0)), model.init_state()
+    x = np.random.default_rng(1).normal(size=(4, *model.input_shape)).astype(np.float32)
+    net = torch_models.build(model, params, state).train()
+    with torch.no_grad():
+        y_torch = net(torch.tensor(x).permute(0, 3, 1, 2)).numpy()
+    y_jax, new_state = model.forward(params, state, x, train=True, key=jax.random.PRNGKey(0))
+    np.testing.assert_allclose(y_torch, np.asarray(y_jax), atol=2e-5, rtol=1e-4)
+    first_bn = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    np.testing.assert_allclose(first_bn.running_var.numpy(), np.asarray(new_state["01_batch_norm"]["var"]), rtol=1e-5)
+
+
+def test_torch_compile_step_runs_and_reports_its_compile_time():
+    pytest.importorskip("torch")
+    from jaxcnn.bench import torch_models
+    from jaxcnn.models import get_model
+
+    results = timing.compare(
+        {"compiled": torch_models.step_variant(get_model("lenet5"), 4, 0.01, compiled=True)}, repeats=1, min_time=0.01
+    )
+    assert results["compiled"].compile_s > 0 and results["compiled"].median > 0
+
+
+def test_step_table_shows_torch_compile_beside_eager():
+    def row(variant, ips, **extra):
+        return {"section": "step", "name": "m", "shape": "s", "variant": variant, "batch": 1, "median_s": 1 / ips,
+                "images_per_s": ips, **extra}  # fmt: skip
+
+    rows = [row("manual", 400.0, compile_s=1.0), row("autodiff", 200.0, compile_s=1.0), row("pytorch", 100.0),
+            row("pytorch_compiled", 200.0, compile_s=30.0)]  # fmt: skip
+    text = report.step_table(rows, "PyTorch eager")
+    assert "torch.compile img/s" in text and "30.0" in text
+    assert "2.00" in text.splitlines()[-1]  # manual / the faster PyTorch (compiled), not / eager (4.00)
 
 
 def _lenet5_training_flops() -> float:

@@ -227,9 +227,11 @@ def sharded_step_variant(model, impl: str, batch: int, devices: int, seed: int =
     return Variant(call, compile=lambda: _compile(step, holder["state"], x, y))
 
 
-def step_variants(name: str, batch: int, impls: tuple[str, ...] = IMPLS, torch: bool = True) -> tuple[dict[str, Variant], str]:
-    """{"manual", "autodiff"[, "pytorch"]} training steps of model ``name``; the second value says why the
-    PyTorch variant is absent ("" when present)."""
+def step_variants(
+    name: str, batch: int, impls: tuple[str, ...] = IMPLS, torch: bool = True, torch_compile: bool = False
+) -> tuple[dict[str, Variant], str]:
+    """{"manual", "autodiff"[, "pytorch"[, "pytorch_compiled"]]} training steps of model ``name``; the second
+    value says why the PyTorch variants are absent ("" when present)."""
     from jaxcnn.bench import torch_models
 
     model = get_model(name)
@@ -238,6 +240,8 @@ def step_variants(name: str, batch: int, impls: tuple[str, ...] = IMPLS, torch: 
     if not status:
         try:
             variants["pytorch"] = torch_models.step_variant(model, batch, LEARNING_RATE)
+            if torch_compile:
+                variants["pytorch_compiled"] = torch_models.step_variant(model, batch, LEARNING_RATE, compiled=True)
         except NotImplementedError as err:
             status = f"unsupported: {err}"
     return variants, status

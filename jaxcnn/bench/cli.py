@@ -41,6 +41,7 @@ class Settings:
     device_counts: tuple[int, ...] = (1, 2, 4, 8)  # data-parallel mesh sizes; simulated CPU devices on a CPU host
     matmul_size: int = 2048  # n of the n x n float32 product whose rate is the step table's roofline
     torch: bool = True
+    torch_compile: bool = False  # also time the PyTorch step under torch.compile (minutes of compiling per model)
 
     @classmethod
     def for_mode(cls, mode: str, **overrides) -> "Settings":
@@ -137,7 +138,8 @@ def run(settings: Settings, argv: Sequence[str] = (), out=print) -> tuple[dict, 
             rows.append(report.timing_row("roofline", f"matmul {n}", f"{n}x{n} @ {n}x{n}", variant, 1, t,
                                           gflops=roofline.matmul_flops(n) / t.median / 1e9))  # fmt: skip
         for name in settings.models:
-            variants, status = cases.step_variants(name, settings.batch, torch=settings.torch)
+            variants, status = cases.step_variants(name, settings.batch, torch=settings.torch,
+                                                   torch_compile=settings.torch_compile)  # fmt: skip
             results = timing.compare(variants, **compare)
             model = cases.get_model(name)
             flops = roofline.step_flops_per_image(model, settings.batch)
@@ -267,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=list(STEP_MODELS), metavar="MODEL", help="models of the step and epoch tables")
     parser.add_argument("--batch", type=_positive_int, default=None, help="batch size of the step and epoch tables (default 128)")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when it is installed")
+    parser.add_argument("--torch-compile", action="store_true", help="add PyTorch's step under torch.compile")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write every row here (default runs/bench-<time>.json)")
     parser.add_argument("--plot", type=Path, default=None, metavar="PATH", help="the PNG chart (default: the JSON path with .png)")
     parser.add_argument("--no-plot", action="store_true", help="write no PNG")
@@ -277,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [m for m in args.models if m not in MODELS]
     if unknown:
         parser.error(f"unknown model(s) {unknown}; choose from {sorted(MODELS)}")
-    overrides = dict(sections=args.sections, ops_filter=args.ops, models=tuple(args.models), torch=not args.no_torch)
+    overrides = dict(sections=args.sections, ops_filter=args.ops, models=tuple(args.models), torch=not args.no_torch,
+                     torch_compile=args.torch_compile)  # fmt: skip
     if args.batch is not None:
         overrides["batch"] = args.batch
     if args.repeats is not None:

@@ -56,8 +56,14 @@ def _torch_pad(pads) -> tuple[int, int, int, int]:
     return left, right, top, bottom
 
 
-def build(model, params: dict):
-    """An nn.Module computing ``model.apply(params, x)`` on NCHW tensors (PyTorch's layout)."""
+def build(model, params: dict, state: dict | None = None):
+    """An nn.Module computing ``model.apply(params, x, state=state)`` on NCHW tensors (PyTorch's layout); in
+    ``train()`` mode it computes ``model.forward(..., train=True)`` (batch statistics), as PyTorch does."""
+    return _build_serial(model.name, model.net, params, model.init_state() if state is None else state,
+                         (1, *model.input_shape))  # fmt: skip
+
+
+def _build_serial(model_name: str, net, params: dict, state: dict, input_shape: tuple[int, ...]):
     torch = importlib.import_module("torch")
     nn, F = torch.nn, torch.nn.functional
 
@@ -70,13 +76,13 @@ def build(model, params: dict):
             self.steps: list[tuple[str, Any]] = []
             self.mods = nn.ModuleList()
             self.subsample = nn.ParameterList()
-            shape = (1, *model.input_shape)
-            shapes = model.net.shapes(shape)
-            for key, layer, out_shape in zip(model.net.keys, model.net.layers, shapes):
-                self._add(layer, params[key], shape, out_shape)
+            shape = input_shape
+            shapes = net.shapes(shape)
+            for key, layer, out_shape in zip(net.keys, net.layers, shapes):
+                self._add(layer, params.get(key, {}), state.get(key, {}), shape, out_shape)
                 shape = out_shape
 
-        def _add(self, layer, p, in_shape, out_shape):
+        def _add(self, layer, p, s, in_shape, out_shape):
             name = layer.name
             in_hw = in_shape[1:3]
             if name == "conv":
@@ -131,8 +137,29 @@ def build(model, params: dict):
                 self.steps.append(("activation", ACTIVATIONS[name]))
             elif name == "flatten":
                 self.steps.append(("flatten", None))
+            elif name == "batch_norm":
+                c = _closure(layer)
+                bn = nn.BatchNorm2d(in_shape[3], eps=c["eps"], momentum=1.0 - c["momentum"])  # PyTorch weighs the new
+                with torch.no_grad():
+                    for target, source in ((bn.weight, p["gamma"]), (bn.bias, p["beta"]), (bn.running_mean, s["mean"]),
+                                           (bn.running_var, s["var"])):  # fmt: skip
+                        target.copy_(tensor(source))
+                self.mods.append(bn)
+                self.steps.append(("module", len(self.mods) - 1))
+            elif name == "dropout":
+                self.mods.append(nn.Dropout(_closure(layer)["rate"]))  # its own masks: the twins agree in eval()
+                self.steps.append(("module", len(self.mods) - 1))
+            elif name == "global_avg_pool":
+                self.steps.append(("global_avg_pool", None))
+            elif name in ("residual", "concat"):
+                branches = [
+                    _build_serial(model_name, branch, p[f"branch{i}"], s.get(f"branch{i}", {}), in_shape)
+                    for i, branch in enumerate(_closure(layer)["nets"])
+                ]  # fmt: skip
+                self.mods.append(nn.ModuleList(branches))
+                self.steps.append((name, len(self.mods) - 1))
             else:
-                raise NotImplementedError(f"layer {name!r} of model {model.name!r}")
+                raise NotImplementedError(f"layer {name!r} of model {model_name!r}")
 
         def forward(self, x):
             for kind, arg in self.steps:
@@ -145,6 +172,13 @@ def build(model, params: dict):
                 elif kind == "subsample":
                     window, area, i = arg
                     x = F.avg_pool2d(x, window) * (area * self.subsample[i]) + self.subsample[i + 1]
+                elif kind == "global_avg_pool":
+                    x = x.mean(dim=(2, 3))
+                elif kind == "residual":
+                    body, shortcut = self.mods[arg]
+                    x = body(x) + shortcut(x)
+                elif kind == "concat":
+                    x = torch.cat([branch(x) for branch in self.mods[arg]], dim=1)
                 else:  # flatten in NHWC order, as jaxcnn does
                     x = x.permute(0, 2, 3, 1).flatten(1)
             return x
@@ -172,25 +206,42 @@ def device() -> str:
     return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
 
 
-def step_variant(model, batch: int, learning_rate: float, seed: int = 0) -> Variant:
-    """Eager PyTorch training step (zero_grad, forward, loss, backward, SGD step) on the same synthetic batch."""
+def configure_cuda() -> None:
+    """On a GPU, PyTorch as a GPU user runs it and as JAX runs float32: cuDNN's autotuner on, TF32 allowed for
+    matmuls and convolutions (JAX's default precision on NVIDIA GPUs is TF32 too)."""
+    torch = importlib.import_module("torch")
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
+def step_variant(model, batch: int, learning_rate: float, seed: int = 0, compiled: bool = False) -> Variant:
+    """PyTorch training step (zero_grad, forward, loss, backward, SGD step) on the same synthetic batch, eager or
+    with the model under ``torch.compile`` (its forward and backward compiled; the compilation, triggered by the
+    first step, is reported as the variant's compile time)."""
     torch = importlib.import_module("torch")
     from jaxcnn.bench.cases import synthetic_batch
 
     dev = device()
-    net = build(model, model.init(jax.random.PRNGKey(seed))).to(dev)
+    if dev == "cuda":
+        configure_cuda()
+    net = build(model, model.init(jax.random.PRNGKey(seed))).to(dev).train()
     opt = torch.optim.SGD(net.parameters(), lr=learning_rate)
+    forward = torch.compile(net) if compiled else net
     loss = loss_fn(model)
     x, y = synthetic_batch(model, batch, seed)
     x = torch.tensor(np.asarray(x)).permute(0, 3, 1, 2).contiguous().to(dev)
     y = torch.tensor(np.asarray(y), dtype=torch.long).to(dev)
+    sync = (lambda _: torch.cuda.synchronize()) if dev == "cuda" else (lambda _: None)
 
     def call():
         opt.zero_grad(set_to_none=True)
-        value = loss(net(x), y)
+        value = loss(forward(x), y)
         value.backward()
         opt.step()
         return value
 
-    sync = (lambda _: torch.cuda.synchronize()) if dev == "cuda" else (lambda _: None)
-    return Variant(call, sync=sync)
+    def compile_once():
+        sync(call())
+
+    return Variant(call, sync=sync, compile=compile_once if compiled else None)
