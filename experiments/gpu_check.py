@@ -52,7 +52,6 @@ BENCH_MODELS = ("lenet5", "lenet5_classic", "cnn_small", "resnet20")
 def rule_cases(smoke: bool) -> list[tuple[str, Any, tuple, dict]]:
     """(label, rule, arrays, static keywords): the shapes of the bench's op table where evaluations differ."""
     import jax
-    import jax.numpy as jnp
 
     from jaxcnn.bench.cases import random_arrays
     from jaxcnn.ops import conv, pooling
@@ -76,7 +75,6 @@ def rule_cases(smoke: bool) -> list[tuple[str, Any, tuple, dict]]:
         x, geom = pooling._pool_geometry("max_pool", x, window, stride, "VALID")
         return [(f"{label}: max and winner", pooling.MAX_AND_WINNER, (x,), dict(geom=geom))]
 
-    del jnp
     return [
         *conv_rules("lenet5 conv1 5x5 SAME", (n1, 28, 28, 1), (5, 5, 1, 6), (1, 1), "SAME"),
         *conv_rules("lenet5 conv2 5x5", (n1, 14, 14, 6), (5, 5, 6, 16), (1, 1), "VALID"),

@@ -19,16 +19,20 @@ def test_command_passes_on_the_ops_and_a_model(capsys):
     assert "conv2d" in out and "params/01_conv/w" in out and "within tolerance" in out
 
 
-def test_a_wrong_backward_is_caught():
-    """A custom_vjp whose backward forgets the factor 2 of d(x^2)/dx fails both comparisons."""
+def _wrong_square_loss():
+    """A loss factory whose manual impl is a custom_vjp of x^2 that forgets the factor 2 of d(x^2)/dx."""
 
     @jax.custom_vjp
     def square(x):
         return x * x
 
     square.defvjp(lambda x: (x * x, x), lambda x, g: (g * x,))
-    loss = lambda impl: (lambda x: jnp.sum(square(x) if impl == "manual" else x * x))  # noqa: E731
-    rows = gradcheck.compare("square", loss, (jnp.arange(1.0, 5.0),), ("x",), timing=False)
+    return lambda impl: (lambda x: jnp.sum(square(x) if impl == "manual" else x * x))
+
+
+def test_a_wrong_backward_is_caught():
+    """A backward that forgets the factor 2 of d(x^2)/dx fails both comparisons."""
+    rows = gradcheck.compare("square", _wrong_square_loss(), (jnp.arange(1.0, 5.0),), ("x",), timing=False)
     (row,) = rows
     assert row.rel_manual_autodiff > 0.4 and row.rel_manual_fd > 0.4 and row.rel_autodiff_fd < 1e-6
     assert not row.ok(gradcheck.Tolerances())
@@ -42,13 +46,7 @@ def test_the_ops_pass_in_low_precision_against_float64(precision, capsys):
 
 
 def test_a_wrong_backward_is_caught_in_low_precision():
-    @jax.custom_vjp
-    def square(x):
-        return x * x
-
-    square.defvjp(lambda x: (x * x, x), lambda x, g: (g * x,))
-    loss = lambda impl: (lambda x: jnp.sum(square(x) if impl == "manual" else x * x))  # noqa: E731
-    (row,) = gradcheck.compare_in_precision("square", loss, (jnp.arange(1.0, 5.0),), ("x",), jnp.bfloat16)
+    (row,) = gradcheck.compare_in_precision("square", _wrong_square_loss(), (jnp.arange(1.0, 5.0),), ("x",), jnp.bfloat16)
     assert row.rel_manual_autodiff > 0.4 and row.rel_manual_fd > 0.4 and row.rel_autodiff_fd < 1e-2
     assert not row.ok(gradcheck.tolerances("bfloat16"))
 

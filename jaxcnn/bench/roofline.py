@@ -125,28 +125,27 @@ def jaxpr_flops(jaxpr) -> float:
     return total
 
 
-def step_flops_per_image(model, batch: int) -> float:
-    """FLOPs of one image's share of a training step: ``jaxpr_flops`` of the autodiff step, over ``batch``."""
+def _autodiff_step(model, batch: int):
+    """The impl="autodiff" training step of ``model`` and its arguments at ``batch``."""
     from jaxcnn.bench.cases import optimizer, synthetic_batch
     from jaxcnn.train.step import init_state, make_train_step
 
     opt = optimizer()
     x, y = synthetic_batch(model, batch)
-    state = init_state(model, opt, jax.random.PRNGKey(0))
-    closed = jax.make_jaxpr(make_train_step(model, opt, "autodiff"))(state, x, y)
-    return jaxpr_flops(closed.jaxpr) / batch
+    return make_train_step(model, opt, "autodiff"), (init_state(model, opt, jax.random.PRNGKey(0)), x, y)
+
+
+def step_flops_per_image(model, batch: int) -> float:
+    """FLOPs of one image's share of a training step: ``jaxpr_flops`` of the autodiff step, over ``batch``."""
+    step, args = _autodiff_step(model, batch)
+    return jaxpr_flops(jax.make_jaxpr(step)(*args).jaxpr) / batch
 
 
 def xla_step_flops_per_image(model, batch: int) -> float | None:
     """XLA's cost analysis of the same lowered step, per image; None where the backend gives no count. The tests
     hold ``step_flops_per_image`` to it on the CPU."""
-    from jaxcnn.bench.cases import optimizer, synthetic_batch
-    from jaxcnn.train.step import init_state, make_train_step
-
-    opt = optimizer()
-    x, y = synthetic_batch(model, batch)
-    state = init_state(model, opt, jax.random.PRNGKey(0))
-    analysis = jax.jit(make_train_step(model, opt, "autodiff")).lower(state, x, y).cost_analysis()
+    step, args = _autodiff_step(model, batch)
+    analysis = jax.jit(step).lower(*args).cost_analysis()
     if isinstance(analysis, (list, tuple)):  # one dict per computation in older jaxlibs
         analysis = analysis[0]
     flops = (analysis or {}).get("flops")
