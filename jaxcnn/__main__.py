@@ -13,40 +13,70 @@ from jaxcnn.xla_flags import prefer_eigen_convolutions
 def _gradcheck(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="jaxcnn gradcheck",
-        description="Compare the hand-derived gradients of every op (and of whole models) with jax.grad and "
-        "with central finite differences, in float64. Exits 1 when any error is over tolerance.",
+        description="Compare the hand-derived gradients of every op and of the small models with jax.grad and "
+        "with finite differences, in float64: one line per case as it finishes, then the table per parameter. "
+        "Exits 1 when any error is over tolerance.",
     )
-    parser.add_argument("--ops", nargs="*", default=None, help="op cases to check (default: all)")
-    parser.add_argument("--models", nargs="*", default=["all"], help="models to check (default: all; none: --models)")
+    parser.add_argument("--ops", nargs="*", default=None, help="op cases to check (default: all; none: --ops)")
+    parser.add_argument("--models", nargs="*", default=None,
+                        help="models to check (default: the small models; none: --models)")  # fmt: skip
+    parser.add_argument("--full", action="store_true",
+                        help="check every model of jaxcnn.models at full size (tens of minutes on a laptop CPU)")  # fmt: skip
     parser.add_argument("--no-timing", action="store_true", help="skip the forward+backward timings")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--precision", default="float64", choices=("float64", "bfloat16", "float16"),
                         help="compare the ops' gradients in this dtype against float64 (default: float64 with "
                         "finite differences)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.full and args.models is not None:
+        parser.error("--full checks every model; give either --full or --models")
+
+    import time
 
     import jax
+    from tqdm import tqdm
 
     jax.config.update("jax_enable_x64", True)
     from jaxcnn import gradcheck
+    from jaxcnn.models import MODELS
 
-    models = args.models
-    if models == ["all"]:
-        from jaxcnn.models import MODELS
-
-        models = sorted(MODELS) if args.precision == "float64" else []
+    if args.precision != "float64":
+        models = args.models or []
+    elif args.full:
+        models = sorted(MODELS)
+    else:
+        models = list(gradcheck.SMALL_MODELS) if args.models is None else args.models
+    unknown = sorted(set(models) - set(MODELS))
+    if unknown:
+        parser.error(f"unknown model(s) {unknown}; choose from {sorted(MODELS)}")
     tol = gradcheck.tolerances(args.precision)
+    start = last = time.perf_counter()
+    bar = tqdm(total=gradcheck.case_count(args.ops, models), unit="case", disable=args.no_progress, file=sys.stderr)
+
+    def finished(name: str, rows: list) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        bar.write(gradcheck.summary_line(name, rows, tol, now - last), file=sys.stderr)
+        bar.update()
+        last = now
+
     try:
         rows = gradcheck.run(args.ops, models=models, timing=not args.no_timing, precision=args.precision,
-                             progress=lambda name: print(f"checked {name}", file=sys.stderr, flush=True))  # fmt: skip
+                             progress=finished)  # fmt: skip
     except ValueError as err:
         parser.error(str(err))
+    finally:
+        bar.close()
     print(gradcheck.format_table(rows, tol))
     bad = [r for r in rows if not r.ok(tol)]
     print(
         f"\n{len(rows) - len(bad)} of {len(rows)} parameters within tolerance "
         f"(manual vs autodiff <= {tol.manual_vs_autodiff:g}, vs "
         f"{'finite differences' if args.precision == 'float64' else 'the float64 gradient'} <= {tol.finite_difference:g})"
+        f" in {time.perf_counter() - start:.0f} s"
     )
+    if not args.full and args.precision == "float64" and args.models is None:
+        print("the deep models (alexnet, vgg, googlenet, resnet, densenet): --full")
     return 1 if bad else 0
 
 

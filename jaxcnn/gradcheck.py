@@ -11,7 +11,7 @@ For a scalar function f(impl)(*args) built once with impl="manual" and once with
                          that carries x across a ReLU kink or a max-pool argmax change is meaningless. A wrong
                          gradient disagrees at every step.
 
-plus the compiled forward+backward time of each impl. ``python -m jaxcnn gradcheck`` prints one table row
+plus the compiled forward+backward time (jit(grad)) of each impl. ``python -m jaxcnn gradcheck`` prints one table row
 per parameter and exits non-zero when any error is above tolerance.
 
 In a low precision (``--precision bfloat16`` or ``float16``, the dtypes of mixed-precision training) finite
@@ -91,17 +91,33 @@ def finite_difference_errors(
     eps: float | Sequence[float],
     directions: int,
 ) -> list[float]:
-    """Worst relative error of <g, v> against the central difference of f along random unit v, per leaf.
+    """Worst relative error of <g, v> against the central difference of f along random unit v, per leaf
+    (``finite_difference_errors_of`` for one gradient)."""
+    return finite_difference_errors_of(f, args, [grads], seed=seed, eps=eps, directions=directions)[0]
+
+
+def finite_difference_errors_of(
+    f: Callable[..., jax.Array],
+    args: tuple,
+    gradients: Sequence[tuple],
+    *,
+    seed: int = 0,
+    eps: float | Sequence[float],
+    directions: int,
+) -> list[list[float]]:
+    """For each gradient of ``gradients`` (pytrees like ``args``): the worst relative error of <g, v> against the
+    differences of f along random unit v, per leaf.
 
     For each direction the best of the steps ``eps`` counts, each step giving a central and the two one-sided
     differences: a kink of ReLU or max-pool within a step of the point spoils the central difference and the
     one-sided one on its side, round-off spoils the smallest step, but not all of them at once. One compiled
     program evaluates f at all 2 * len(eps) + 1 points of a direction (vmap over the perturbation), whichever
-    leaf is perturbed. The error is relative to max(|<g, v>|, |fd|, 0.01 |g|): a direction almost orthogonal
-    to g has a tiny <g, v> that round-off alone would swamp.
+    leaf is perturbed, and every gradient is checked against the same values. The error is relative to
+    max(|<g, v>|, |fd|, 0.01 |g|): a direction almost orthogonal to g has a tiny <g, v> that round-off alone
+    would swamp.
     """
     leaves, treedef = jax.tree_util.tree_flatten(args)
-    grad_leaves = jax.tree_util.tree_leaves(grads)
+    grad_leaves = [jax.tree_util.tree_leaves(g) for g in gradients]
     steps = jnp.asarray([eps] if isinstance(eps, float) else list(eps))
     signs = jnp.concatenate([steps, -steps, jnp.zeros(1, steps.dtype)])
 
@@ -120,33 +136,37 @@ def finite_difference_errors(
         return jax.vmap(one)(signs)
 
     total = sum(x.size for x in leaves)
-    offsets = [0]
-    for x in leaves:
-        offsets.append(offsets[-1] + x.size)
-    errors = []
-    for i, (leaf, g) in enumerate(zip(leaves, grad_leaves)):
-        onehot = jnp.zeros(len(leaves), leaf.dtype).at[i].set(1)
-        worst = 0.0
+    offsets = np.cumsum([0] + [x.size for x in leaves])
+    k = steps.shape[0]
+    # The direction bookkeeping is in NumPy: each eager jnp call on a new shape would compile a program.
+    step_sizes = np.asarray(steps, np.float64)
+    errors = [[0.0] * len(leaves) for _ in gradients]
+    for i, leaf in enumerate(leaves):
+        onehot = np.zeros(len(leaves), leaf.dtype)
+        onehot[i] = 1
         rng = np.random.default_rng([seed, i])
         for _ in range(directions):
             v = rng.normal(size=leaf.shape)
-            v = jnp.asarray(v / max(np.linalg.norm(v), np.finfo(np.float64).tiny), leaf.dtype)
-            analytic = float(jnp.vdot(g, v))
-            v_flat = jnp.zeros(total, leaf.dtype).at[offsets[i] : offsets[i + 1]].set(v.ravel())
-            values = at_points(leaves, onehot, v_flat)
-            k = steps.shape[0]
+            v = (v / max(np.linalg.norm(v), np.finfo(np.float64).tiny)).astype(leaf.dtype)
+            v_flat = np.zeros(total, leaf.dtype)
+            v_flat[offsets[i] : offsets[i + 1]] = v.ravel()
+            values = np.asarray(at_points(leaves, onehot, v_flat), np.float64)
             plus, minus, centre = values[:k], values[k : 2 * k], values[2 * k]
-            fds = jnp.concatenate([(plus - minus) / (2 * steps), (plus - centre) / steps, (centre - minus) / steps])
-            scale = jnp.maximum(jnp.maximum(abs(analytic), jnp.abs(fds)), max(0.01 * float(jnp.linalg.norm(g)), 1e-12))
-            rel = jnp.abs(fds - analytic) / scale
-            worst = max(worst, float(jnp.min(rel)))
-        errors.append(worst)
+            fds = np.concatenate(
+                [(plus - minus) / (2 * step_sizes), (plus - centre) / step_sizes, (centre - minus) / step_sizes]
+            )
+            for which, g_leaves in enumerate(grad_leaves):
+                g = np.asarray(g_leaves[i], np.float64)
+                analytic = float(np.vdot(g, v))
+                floor = max(0.01 * float(np.linalg.norm(g)), 1e-12)
+                scale = np.maximum(np.maximum(abs(analytic), np.abs(fds)), floor)
+                errors[which][i] = max(errors[which][i], float(np.min(np.abs(fds - analytic) / scale)))
     return errors
 
 
-def time_grad(f: Callable[..., jax.Array], args: tuple, *, repeats: int = 5, min_seconds: float = 0.05) -> float:
-    """Median milliseconds of one compiled forward+backward (jit(value_and_grad)), after a warm-up."""
-    step = jax.jit(jax.value_and_grad(f, argnums=tuple(range(len(args)))))
+def time_compiled(step: Callable[..., Any], args: tuple, *, repeats: int = 5, min_seconds: float = 0.05) -> float:
+    """Median milliseconds of one call of the jitted ``step`` (for the table: jit(grad), forward and backward),
+    after a warm-up; calls are batched until a sample lasts ``min_seconds``."""
     jax.block_until_ready(step(*args))
     calls = 1
     while True:
@@ -178,15 +198,20 @@ def compare(
     directions: int = 3,
     timing: bool = True,
 ) -> list[GradRow]:
-    """Rows for every array leaf of ``args``; ``names`` names the top-level arguments."""
+    """Rows for every array leaf of ``args``; ``names`` names the top-level arguments.
+
+    Both gradients are checked against the same finite differences of the manual forward (the two forwards
+    compute one function), and the timed program is the one whose gradient was checked."""
     argnums = tuple(range(len(args)))
     f_manual, f_autodiff = loss("manual"), loss("autodiff")
-    g_manual = jax.jit(jax.grad(f_manual, argnums=argnums))(*args)
-    g_autodiff = jax.jit(jax.grad(f_autodiff, argnums=argnums))(*args)
-    fd_manual = finite_difference_errors(f_manual, args, g_manual, seed=seed, eps=eps, directions=directions)
-    fd_autodiff = finite_difference_errors(f_autodiff, args, g_autodiff, seed=seed, eps=eps, directions=directions)
-    ms_manual = time_grad(f_manual, args) if timing else float("nan")
-    ms_autodiff = time_grad(f_autodiff, args) if timing else float("nan")
+    grad_manual = jax.jit(jax.grad(f_manual, argnums=argnums))
+    grad_autodiff = jax.jit(jax.grad(f_autodiff, argnums=argnums))
+    g_manual, g_autodiff = grad_manual(*args), grad_autodiff(*args)
+    fd_manual, fd_autodiff = finite_difference_errors_of(
+        f_manual, args, [g_manual, g_autodiff], seed=seed, eps=eps, directions=directions
+    )
+    ms_manual = time_compiled(grad_manual, args) if timing else float("nan")
+    ms_autodiff = time_compiled(grad_autodiff, args) if timing else float("nan")
     labels = [n for name, arg in zip(names, args) for n in leaf_names(arg, name)]
     rows = []
     for i, (label, gm, ga) in enumerate(
@@ -332,17 +357,27 @@ def compare_in_precision(case: str, loss: LossFactory, args: tuple, names: Seque
     return rows
 
 
+# The models of the default check: every layer kind of the LeNet family and the worked examples, at full size,
+# in about a minute. The deep models repeat these layers in depth; ``run(models=MODELS)`` (``--full``) checks them.
+SMALL_MODELS = ("lenet5", "lenet5_classic", "cnn_small", "seed003", "seed004")
+
+
+def case_count(case_names: Sequence[str] | None, models: Sequence[str]) -> int:
+    """How many cases ``run`` checks (for a progress bar)."""
+    return (len(op_cases()) if case_names is None else len(case_names)) + len(models)
+
+
 def run(
     case_names: Sequence[str] | None = None,
     *,
     models: Sequence[str] = (),
     timing: bool = True,
     precision: str = "float64",
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str, list[GradRow]], None] | None = None,
 ) -> list[GradRow]:
     """Rows for the named op cases (all by default) and for whole models (see jaxcnn.models); ``precision``
-    "bfloat16" or "float16" compares the impls in that dtype (see the module docstring). ``progress`` is told
-    each case's name as it finishes."""
+    "bfloat16" or "float16" compares the impls in that dtype (see the module docstring). ``progress`` is called
+    with each case's name and rows as it finishes."""
     tolerances(precision)
     if precision != "float64" and models:
         raise ValueError(
@@ -353,13 +388,14 @@ def run(
     unknown = sorted(set(case_names or ()) - set(cases))
     if unknown:
         raise ValueError(f"unknown op case(s) {unknown}; choose from {sorted(cases)}")
+
     def check(name: str, loss: LossFactory, args: tuple, names: Sequence[str]) -> list[GradRow]:
         if precision == "float64":
             found = compare(name, loss, args, names, timing=timing)
         else:
             found = compare_in_precision(name, loss, args, names, jnp.dtype(precision))
         if progress is not None:
-            progress(name)
+            progress(name, found)
         return found
 
     rows = []
@@ -370,3 +406,13 @@ def run(
 
         rows += check(f"model {model_name}", *gradcheck_case(model_name))
     return rows
+
+
+def summary_line(case: str, rows: Sequence[GradRow], tol: Tolerances, seconds: float) -> str:
+    """One line per checked case: the worst errors of its parameters and whether all are within tolerance."""
+    worst = lambda field: max((getattr(r, field) for r in rows), default=0.0)  # noqa: E731
+    verdict = "ok  " if all(r.ok(tol) for r in rows) else "FAIL"
+    return (
+        f"{verdict} {case:<28} {len(rows):>3} params  rel m-a {worst('rel_manual_autodiff'):.1e}  "
+        f"m-fd {worst('rel_manual_fd'):.1e}  a-fd {worst('rel_autodiff_fd'):.1e}  {seconds:5.1f} s"
+    )

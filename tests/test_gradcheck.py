@@ -15,8 +15,24 @@ from jaxcnn.models import MODELS
 
 def test_command_passes_on_the_ops_and_a_model(capsys):
     assert main(["gradcheck", "--ops", "conv2d", "max_pool 3x3/2", "--models", "seed004", "--no-timing"]) == 0
-    out = capsys.readouterr().out
-    assert "conv2d" in out and "params/01_conv/w" in out and "within tolerance" in out
+    captured = capsys.readouterr()
+    assert "conv2d" in captured.out and "params/01_conv/w" in captured.out and "within tolerance" in captured.out
+    # One line per case as it finishes, before the table.
+    lines = [line for line in captured.err.splitlines() if line.startswith("ok ")]
+    assert [line.split()[1] for line in lines] == ["conv2d", "max_pool", "model"], captured.err
+
+
+def test_command_refuses_unknown_models_and_full_with_models(capsys):
+    with pytest.raises(SystemExit):
+        main(["gradcheck", "--ops", "--models", "lenet6"])
+    assert "unknown model(s) ['lenet6']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["gradcheck", "--full", "--models", "lenet5"])
+    assert "either --full or --models" in capsys.readouterr().err
+
+
+def test_default_models_are_models():
+    assert set(gradcheck.SMALL_MODELS) <= set(MODELS)
 
 
 def _wrong_square_loss():
