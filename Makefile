@@ -7,9 +7,14 @@ TRAIN_ARGS ?= --model lenet5 --dataset fashion_mnist --epochs 30 --batch-size 64
 
 .PHONY: train test gradcheck system-packages install
 
+# The tests also run PyTorch (the bench's twins are checked to compute the models' functions): its CPU build,
+# from PyTorch's CPU index where that can be reached, else whatever build the configured registry offers.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "torch>=2.4" --extra-index-url $(TORCH_CPU_INDEX) --retries 1 --timeout 20
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
