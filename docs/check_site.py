@@ -15,12 +15,14 @@ import sys
 from pathlib import Path
 
 from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
 RAW_TEX = ("$$", "\\frac", "\\begin{", "\\partial", "\\delta", "\\sum", "\\mathrm")
 SKIP = ("_static", "_sources", "_modules", "jupyter_execute", "_images")
 # MathJax 3 resolves this once its first typesetting pass is over (pages with no maths resolve at once).
+MATHJAX_STARTED = "return !!(window.MathJax && window.MathJax.startup && window.MathJax.startup.promise)"
 WAIT_FOR_MATHJAX = """
 const done = arguments[arguments.length - 1];
 if (!window.MathJax || !window.MathJax.startup || !window.MathJax.startup.promise) { done("no-mathjax"); return; }
@@ -44,16 +46,23 @@ def browser() -> webdriver.Chrome:
     driver_path = shutil.which("chromedriver")
     if driver_path is None:
         raise SystemExit("check_site: chromedriver not found; install Debian's chromium-driver (make docs does)")
-    return webdriver.Chrome(options=options, service=Service(driver_path))
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    driver.set_script_timeout(60)
+    return driver
 
 
 def check_page(driver: webdriver.Chrome, page: Path) -> list[str]:
     problems = []
     driver.get(page.as_uri())
-    status = WebDriverWait(driver, 60).until(lambda d: d.execute_async_script(WAIT_FOR_MATHJAX))
+    has_math = driver.execute_script("return document.querySelectorAll('.math').length") > 0
+    if has_math:  # MathJax is loaded asynchronously: wait until it has started (or give up after 30 s)
+        try:
+            WebDriverWait(driver, 30).until(lambda d: d.execute_script(MATHJAX_STARTED))
+        except TimeoutException:
+            pass
+    status = driver.execute_async_script(WAIT_FOR_MATHJAX)
     if status.startswith("error"):
         problems.append(f"MathJax failed: {status}")
-    has_math = driver.execute_script("return document.querySelectorAll('.math').length") > 0
     if has_math:
         if status == "no-mathjax":
             problems.append("the page has maths but MathJax did not load")

@@ -48,6 +48,8 @@ napoleon_numpy_docstring = False
 
 html_theme = "sphinx_book_theme"
 html_title = "jaxcnn"
+# An explicit colour mode: with none stored yet, the theme logs "Got invalid theme mode" as a console error.
+html_context = {"default_mode": "light"}
 html_theme_options = {
     "show_toc_level": 2,
     "navigation_with_keys": False,
