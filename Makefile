@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 TRAIN_ARGS ?= --model lenet5 --dataset fashion_mnist --epochs 30 --batch-size 64 --learning-rate 2e-3 --flip --crop-pad 1 --impl manual
 
-.PHONY: train test gradcheck system-packages install
+.PHONY: train test gradcheck system-packages install docs docs-system-packages
 
 # The tests also run PyTorch (the bench's twins are checked to compute the models' functions): its CPU build,
 # from PyTorch's CPU index where that can be reached, else whatever build the configured registry offers.
@@ -44,3 +44,24 @@ test: install system-packages
 
 gradcheck: install
 	$(PY) -m jaxcnn gradcheck
+
+# The docs site (docs/README.md): Sphinx + MyST-NB with every notebook executed, warnings as errors, then every
+# page opened in headless Chromium (Debian's chromium and chromium-driver, installed when missing).
+$(VENV)/.docs-installed: $(VENV)/.installed docs/requirements.txt
+	$(PY) -m pip install --quiet -r docs/requirements.txt
+	touch $@
+
+docs-system-packages:
+	@if ! command -v chromedriver >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; \
+	  else \
+	    echo "no apt-get to install chromium and chromium-driver: docs/check_site.py needs them"; exit 1; \
+	  fi; \
+	fi
+
+docs: $(VENV)/.docs-installed system-packages docs-system-packages
+	rm -rf docs/_build/html
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	$(PY) docs/check_site.py docs/_build/html

@@ -38,7 +38,7 @@ class Model:
         return self.net.init_state((-1, *self.input_shape))
 
     def apply(self, params: dict, x: jax.Array, *, impl: str = "manual", taps=None, state: dict | None = None) -> jax.Array:
-        """Inference (dropout off, batch norm on running statistics): (N, *input_shape) -> (N, num_classes)."""
+        """Inference (dropout off, batch norm on running statistics): ``(N, *input_shape) -> (N, num_classes)``."""
         self.check_input(x)
         return self.net.apply(params, x, impl=impl, taps=taps, state=state)
 
