@@ -71,10 +71,14 @@ class Batching:
 
     fold: tuple[bool, ...]
     mode: str = "reshape"
+    variadic: bool = False  # a primitive of any number of arguments (concat): fold[0] holds for each
 
     def __post_init__(self):
         if self.mode not in FOLD_MODES:
             raise ValueError(f"Batching mode must be one of {FOLD_MODES}, got {self.mode!r}")
+
+    def folds(self, count: int) -> tuple[bool, ...]:
+        return self.fold * count if self.variadic else self.fold
 
 
 def _abstract_eval(rules: Rules, *avals, **static):
@@ -102,18 +106,17 @@ def _define(name: str, rules: Rules, batch: Batching) -> Primitive:
 def _batch(prim: Primitive, batch: Batching, args: Sequence[Any], dims: Sequence[Any], **static):
     """Fold the vmapped axis into the example axis when only example-carrying arguments are batched (one
     call of the primitive on a bigger batch); otherwise map the primitive over it."""
-    if len(batch.fold) != len(args):
-        raise ValueError(f"{prim.name}: Batching.fold has {len(batch.fold)} entries for {len(args)} arguments")
+    fold = batch.folds(len(args))
+    if len(fold) != len(args):
+        raise ValueError(f"{prim.name}: Batching.fold has {len(fold)} entries for {len(args)} arguments")
     size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
     mapped = [d is not None for d in dims]
     moved = [jnp.moveaxis(a, d, 0) if m else a for a, d, m in zip(args, dims, mapped)]
-    if all(f or not m for f, m in zip(batch.fold, mapped)):
-        folded = [
-            (a if m else jnp.broadcast_to(a, (size, *a.shape))) if f else a for a, f, m in zip(moved, batch.fold, mapped)
-        ]
+    if all(f or not m for f, m in zip(fold, mapped)):
+        folded = [(a if m else jnp.broadcast_to(a, (size, *a.shape))) if f else a for a, f, m in zip(moved, fold, mapped)]
         if batch.mode == "leading":
             return prim.bind(*folded, **static), 0
-        folded = [a.reshape(size * a.shape[1], *a.shape[2:]) if f else a for a, f in zip(folded, batch.fold)]
+        folded = [a.reshape(size * a.shape[1], *a.shape[2:]) if f else a for a, f in zip(folded, fold)]
         out = prim.bind(*folded, **static)
         return out.reshape(size, out.shape[0] // size, *out.shape[1:]), 0
 
