@@ -13,7 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-IMPLS = ("manual", "autodiff")
+# "manual": custom_vjp with the hand-derived backward (reverse mode only); "primitive": each op a JAX primitive
+# with hand-derived forward (JVP) and backward (transpose) rules (jaxcnn/ops/primitive.py); "autodiff": JAX's.
+IMPLS = ("manual", "autodiff", "primitive")
 
 
 def check_impl(impl: Any) -> str:

@@ -21,6 +21,15 @@ Evaluation (training=False), with the running statistics; the state is returned 
 The running statistics are bookkeeping, not parameters: they are never differentiated. The state enters y
 and new_state through stop_gradient in both impls, so the gradient of anything w.r.t. the state (or through
 new_state) is zero; new_state keeps the state's dtype (a lax.scan carry).
+
+Both directions (impl="primitive"). The JVPs, from the same residuals (x^, 1 / sigma, gamma):
+    training:    y_dot = gamma_dot o x^ + (gamma / sigma)(x_dot - mean(x_dot) - x^ o mean(x_dot o x^)) + beta_dot
+                 (d sigma^2 = 2 mean((x - mu) x_dot), so d x^ = (x_dot - mean(x_dot) - x^ mean(x^ x_dot)) / sigma)
+    evaluation:  y_dot = gamma_dot o x^ + (gamma / sigma_run) x_dot + beta_dot
+(the running statistics get no tangent, as they get no gradient). Each mode is a primitive whose JVP emits a
+tangent primitive linear in (x_dot, gamma_dot, beta_dot), whose transpose rule is the backward above
+(``train_grads``, ``eval_grads``). The training-mode normalisation couples a whole batch, so under vmap the
+primitive is mapped over the vmapped axis (each vmapped slice its own batch).
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxcnn.ops import _checks
+from jaxcnn.ops import _checks, primitive
 
 State = dict[str, jax.Array]
 
@@ -74,6 +83,25 @@ def _train_forward(x, gamma, beta, axis, eps):
     return _per_channel(gamma, x.ndim, axis) * xhat + _per_channel(beta, x.ndim, axis), xhat, inv
 
 
+def train_grads(xhat, inv, gamma, delta, axis: int):
+    """(dE/dx, dE/dgamma, dE/dbeta) of the training mode: (gamma / sigma)(delta - mean(delta) - x^ mean(delta x^)),
+    sum delta o x^, sum delta."""
+    axes = _reduced_axes(delta.ndim, axis)
+    dxhat_scale = _per_channel(gamma, delta.ndim, axis) * inv
+    mean_delta = jnp.mean(delta, axis=axes, keepdims=True)
+    mean_delta_xhat = jnp.mean(delta * xhat, axis=axes, keepdims=True)
+    dx = dxhat_scale * (delta - mean_delta - xhat * mean_delta_xhat)
+    return dx, jnp.sum(delta * xhat, axis=axes), jnp.sum(delta, axis=axes)
+
+
+def train_jvp(xhat, inv, gamma, x_dot, gamma_dot, beta_dot, axis: int):
+    """y_dot = gamma_dot x^ + (gamma / sigma)(x_dot - mean(x_dot) - x^ mean(x_dot x^)) + beta_dot."""
+    axes = _reduced_axes(x_dot.ndim, axis)
+    centred = x_dot - jnp.mean(x_dot, axis=axes, keepdims=True) - xhat * jnp.mean(x_dot * xhat, axis=axes, keepdims=True)
+    per = functools.partial(_per_channel, ndim=x_dot.ndim, axis=axis)
+    return per(gamma_dot) * xhat + per(gamma) * inv * centred + per(beta_dot)
+
+
 @functools.lru_cache(maxsize=None)
 def _manual_train(axis: int, eps: float):
     @jax.custom_vjp
@@ -86,12 +114,7 @@ def _manual_train(axis: int, eps: float):
 
     def bwd(res, delta):
         xhat, inv, gamma = res
-        axes = _reduced_axes(delta.ndim, axis)
-        dxhat_scale = _per_channel(gamma, delta.ndim, axis) * inv
-        mean_delta = jnp.mean(delta, axis=axes, keepdims=True)
-        mean_delta_xhat = jnp.mean(delta * xhat, axis=axes, keepdims=True)
-        dx = dxhat_scale * (delta - mean_delta - xhat * mean_delta_xhat)
-        return dx, jnp.sum(delta * xhat, axis=axes), jnp.sum(delta, axis=axes)
+        return train_grads(xhat, inv, gamma, delta, axis)
 
     bn.defvjp(fwd, bwd)
     return bn
@@ -107,6 +130,19 @@ def _eval_forward(x, gamma, beta, mean, var, axis, eps):
     return _per_channel(gamma, x.ndim, axis) * xhat + _per_channel(beta, x.ndim, axis), xhat, inv
 
 
+def eval_grads(xhat, inv, gamma, delta, axis: int):
+    """(dE/dx, dE/dgamma, dE/dbeta) of the evaluation mode: gamma delta / sigma_run, sum delta o x^, sum delta."""
+    axes = _reduced_axes(delta.ndim, axis)
+    dx = _per_channel(gamma, delta.ndim, axis) * inv * delta
+    return dx, jnp.sum(delta * xhat, axis=axes), jnp.sum(delta, axis=axes)
+
+
+def eval_jvp(xhat, inv, gamma, x_dot, gamma_dot, beta_dot, axis: int):
+    """y_dot = gamma_dot x^ + (gamma / sigma_run) x_dot + beta_dot."""
+    per = functools.partial(_per_channel, ndim=x_dot.ndim, axis=axis)
+    return per(gamma_dot) * xhat + per(gamma) * inv * x_dot + per(beta_dot)
+
+
 @functools.lru_cache(maxsize=None)
 def _manual_eval(axis: int, eps: float):
     @jax.custom_vjp
@@ -119,13 +155,53 @@ def _manual_eval(axis: int, eps: float):
 
     def bwd(res, delta):
         xhat, inv, gamma, mean, var = res
-        axes = _reduced_axes(delta.ndim, axis)
-        dx = _per_channel(gamma, delta.ndim, axis) * inv * delta
         zero_state = jnp.zeros_like(mean), jnp.zeros_like(var)
-        return dx, jnp.sum(delta * xhat, axis=axes), jnp.sum(delta, axis=axes), *zero_state
+        return *eval_grads(xhat, inv, gamma, delta, axis), *zero_state
 
     bn.defvjp(fwd, bwd)
     return bn
+
+
+# ---------------------------------------------------------------- both directions (impl="primitive")
+
+
+def _tangent_primitive(name: str, jvp_formula, grads):
+    """Linear in (x_dot, gamma_dot, beta_dot) given the residuals (x^, 1 / sigma, gamma); transpose ``grads``."""
+    return primitive.linear(
+        name,
+        primitive.Rules(jvp_formula, transposes=(lambda ct, xhat, inv, gamma, *_, axis, **__: grads(xhat, inv, gamma, ct, axis),)),
+        primitive.Batching((False,) * 6),
+        residuals=3,
+    )
+
+
+def _train_jvp(primals, tangents, *, axis, eps):
+    x, gamma, beta = primals
+    _, xhat, inv = _train_forward(x, gamma, beta, axis, eps)
+    return TRAIN_P.bind(x, gamma, beta, axis=axis, eps=eps), TRAIN_TANGENT_P.bind(xhat, inv, gamma, *tangents, axis=axis)
+
+
+def _eval_jvp(primals, tangents, *, axis, eps):
+    x, gamma, beta, mean, var = primals
+    _, xhat, inv = _eval_forward(x, gamma, beta, mean, var, axis, eps)
+    y = EVAL_P.bind(x, gamma, beta, mean, var, axis=axis, eps=eps)
+    return y, EVAL_TANGENT_P.bind(xhat, inv, gamma, *tangents[:3], axis=axis)
+
+
+TRAIN_P = primitive.nonlinear(
+    "batch_norm_train",
+    primitive.Rules(lambda x, gamma, beta, axis, eps: _train_forward(x, gamma, beta, axis, eps)[0], jvp=_train_jvp),
+    primitive.Batching((False,) * 3),
+)
+TRAIN_TANGENT_P = _tangent_primitive("batch_norm_train_tangent", train_jvp, train_grads)
+EVAL_P = primitive.nonlinear(
+    "batch_norm_eval",
+    primitive.Rules(
+        lambda x, gamma, beta, mean, var, axis, eps: _eval_forward(x, gamma, beta, mean, var, axis, eps)[0], jvp=_eval_jvp
+    ),
+    primitive.Batching((False,) * 5),
+)
+EVAL_TANGENT_P = _tangent_primitive("batch_norm_eval_tangent", eval_jvp, eval_grads)
 
 
 # ---------------------------------------------------------------- the op
@@ -212,6 +288,8 @@ def batch_norm(
         mean, var = (lax.stop_gradient(v.astype(x.dtype)) for v in (running_mean, running_var))
         if impl == "autodiff":
             y = _eval_forward(x, gamma, beta, mean, var, axis, eps)[0]
+        elif impl == "primitive":
+            y = EVAL_P.bind(x, gamma, beta, mean, var, axis=axis, eps=eps)
         else:
             y = _manual_eval(axis, eps)(x, gamma, beta, mean, var)
         return y, lax.stop_gradient({"mean": running_mean, "var": running_var})
@@ -224,6 +302,8 @@ def batch_norm(
         )
     if impl == "autodiff":
         y = _train_forward(x, gamma, beta, axis, eps)[0]
+    elif impl == "primitive":
+        y = TRAIN_P.bind(x, gamma, beta, axis=axis, eps=eps)
     else:
         y = _manual_train(axis, eps)(x, gamma, beta)
     batch_mean, _, batch_var = _moments(x, axis)

@@ -31,8 +31,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxcnn.ops import _checks
+from jaxcnn.ops import _checks, primitive
 from jaxcnn.ops.evaluation import Rule
+from jaxcnn.ops.primitive import undefined_shape
 from jaxcnn.ops.padding import Padding2D, check_window_fits, effective_size, resolve_padding
 
 NHWC_HWIO = ("NHWC", "HWIO", "NHWC")
@@ -166,8 +167,9 @@ def add_bias(u: jax.Array, b: jax.Array | None) -> jax.Array:
 
 
 def bias_grad(delta: jax.Array, b: jax.Array | None) -> jax.Array | None:
-    """dE/db_j = sum over batch and positions of delta_j (None when there is no bias)."""
-    return None if b is None else jnp.sum(delta, axis=(0, 1, 2))
+    """dE/db_j = sum over batch and positions (every axis but the channels, the last) of delta_j (None when there
+    is no bias)."""
+    return None if b is None else jnp.sum(delta, axis=tuple(range(delta.ndim - 1)))
 
 
 # ---------------------------------------------------------------- custom_vjp wiring
@@ -198,6 +200,76 @@ def _manual(geom: ConvGeometry):
 
     conv.defvjp(fwd, bwd)
     return conv
+
+
+# ---------------------------------------------------------------- both directions (impl="primitive")
+#
+# The three correlations are bilinear, and each is the transpose of the other two (module docstring):
+#     F(x, w)     = correlate            x <- G(ct, w),   w <- K(x, ct)
+#     G(delta, w) = input gradient       delta <- F(ct, w),   w <- K(ct, delta)
+#     K(x, delta) = kernel gradient      x <- G(delta, ct),   delta <- F(x, ct)
+# so the three primitives below close under differentiation in both directions: the JVP of each is the
+# bilinear product rule, d F(x, w) = F(x_dot, w) + F(x, w_dot) (likewise G and K), and every transpose is one of
+# the three hand-derived correlations, the same Rule objects the custom_vjp backward above calls. For F's input
+# G needs the input's size (in_hw), for its kernel K the kernel's (kernel_hw): both are read from the shape
+# of the argument being transposed. conv2d_transpose's forward is G (``jaxcnn/ops/conv_transpose.py``).
+
+
+def _correlate_dx(ct, x, w, *, geom):
+    return INPUT_GRAD_P.bind(ct, w, geom=geom, in_hw=undefined_shape(x)[1:3])
+
+
+def _correlate_dw(ct, x, w, *, geom):
+    return KERNEL_GRAD_P.bind(x, ct, geom=geom, kernel_hw=undefined_shape(w)[:2])
+
+
+def _input_grad_ddelta(ct, delta, w, *, geom, in_hw):
+    return FORWARD_P.bind(ct, w, geom=geom)
+
+
+def _input_grad_dw(ct, delta, w, *, geom, in_hw):
+    return KERNEL_GRAD_P.bind(ct, delta, geom=geom, kernel_hw=undefined_shape(w)[:2])
+
+
+def _kernel_grad_dx(ct, x, delta, *, geom, kernel_hw):
+    return INPUT_GRAD_P.bind(delta, ct, geom=geom, in_hw=undefined_shape(x)[1:3])
+
+
+def _kernel_grad_ddelta(ct, x, delta, *, geom, kernel_hw):
+    return FORWARD_P.bind(x, ct, geom=geom)
+
+
+FORWARD_P = primitive.bilinear(
+    "conv2d", primitive.Rules(FORWARD, transposes=(_correlate_dx, _correlate_dw)), primitive.Batching((True, False))
+)
+INPUT_GRAD_P = primitive.bilinear(
+    "conv2d_input_grad",
+    primitive.Rules(INPUT_GRAD, transposes=(_input_grad_ddelta, _input_grad_dw)),
+    primitive.Batching((True, False)),
+)
+KERNEL_GRAD_P = primitive.bilinear(
+    "conv2d_kernel_grad",
+    primitive.Rules(KERNEL_GRAD, transposes=(_kernel_grad_dx, _kernel_grad_ddelta)),
+    primitive.Batching((False, False)),
+)
+
+
+def _bias_transpose(ct, u, b):
+    """dE/du = delta, dE/db = sum of delta over every axis but the channels (``bias_grad``)."""
+    return ct, bias_grad(ct, b)
+
+
+# u + b, linear in (u, b) jointly: its JVP is u_dot + b_dot, its transpose the bias rule. Shared by the ops with a
+# per-channel (last axis) bias: conv2d, conv2d_transpose, dense, subsample.
+ADD_BIAS_P = primitive.linear(
+    "add_bias",
+    primitive.Rules(lambda u, b: u + b, transposes=(_bias_transpose,)),
+    primitive.Batching((True, False), mode="leading"),
+)
+
+
+def add_bias_primitive(u: jax.Array, b: jax.Array | None) -> jax.Array:
+    return u if b is None else ADD_BIAS_P.bind(u, b)
 
 
 def check_conv_args(
@@ -248,7 +320,8 @@ def conv2d(
       b: optional (C_out,) bias.
       stride, dilation: int or (h, w). padding: "VALID", "SAME", p, (ph, pw) or ((top, bottom), (left, right)).
       groups: split channels into this many independent convolutions (C_in = groups * w.shape[2]).
-      impl: "manual" (custom_vjp with the derived backward, see the module docstring) or "autodiff".
+      impl: "manual" (custom_vjp with the derived backward, see the module docstring), "primitive" (the same
+        backward as transpose rules, plus forward mode: d u = x_dot * w + x * w_dot + b_dot) or "autodiff".
     Returns:
       (N, H_out, W_out, C_out), H_out = floor((H + lo + hi - (kh - 1) d - 1) / s) + 1.
     """
@@ -267,4 +340,6 @@ def conv2d(
     geom = ConvGeometry(stride, pads, dilation, groups)
     if impl == "autodiff":
         return _forward(x, w, b, geom)
+    if impl == "primitive":
+        return add_bias_primitive(FORWARD_P.bind(x, w, geom=geom), b)
     return _manual(geom)(x, w, b)

@@ -17,6 +17,11 @@ Backward, given the residual delta = dE/dx_out (N, n_h, n_w, C):
 The three are conv2d's own rules (``jaxcnn/ops/conv.py``) with the roles of input and output exchanged: the
 forward is conv2d's INPUT_GRAD, dE/dy its FORWARD and dE/dw its KERNEL_GRAD, each evaluated as that rule is on
 the platform the program is lowered for. The autodiff twin is the same forward differentiated by JAX.
+
+Both directions (impl="primitive"): the forward is conv2d's input-gradient primitive G(y, w) on the adjoint
+geometry (bottom padding hi - output_padding, which G itself never reads), so the JVP is its product rule,
+d conv2d_transpose(y, w) = G(y_dot, w) + G(y, w_dot) + b_dot, and the transposes are conv2d's F and K, the
+same two rules as the custom_vjp backward above (see the primitive section of ``jaxcnn/ops/conv.py``).
 """
 
 from __future__ import annotations
@@ -31,8 +36,10 @@ from jaxcnn.ops.conv import (
     FORWARD,
     INPUT_GRAD,
     KERNEL_GRAD,
+    INPUT_GRAD_P,
     ConvGeometry,
     add_bias,
+    add_bias_primitive,
     bias_grad,
     check_conv_args,
 )
@@ -141,4 +148,6 @@ def conv2d_transpose(
     geom = ConvGeometry(stride, pads, dilation, groups)
     if impl == "autodiff":
         return _forward(y, w, b, geom, out_hw)
+    if impl == "primitive":
+        return add_bias_primitive(INPUT_GRAD_P.bind(y, w, geom=_adjoint_geometry(geom, output_padding), in_hw=out_hw), b)
     return _manual(geom, out_hw, output_padding)(y, w, b)

@@ -7,6 +7,9 @@ The op is linear in x with a diagonal Jacobian m / (1 - rate), so its backward i
     dE/dx = delta o m / (1 - rate)
 The manual backward saves the mask m drawn in the forward as its residual (it never redraws it); the key
 gets no gradient. Both impls draw the mask with the same call, so one key gives the same y in both.
+
+Both directions (impl="primitive"): linear in x for a drawn mask, so the JVP is y_dot = x_dot o m / (1 - rate),
+and the Jacobian is diagonal, so the transpose rule is the same masking (``_apply``) applied to delta.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcnn.ops import _checks
+from jaxcnn.ops import _checks, primitive
 
 
 @functools.lru_cache(maxsize=None)
@@ -85,6 +88,14 @@ def _manual(rate: float):
     return drop
 
 
+MASK_P = primitive.linear(
+    "dropout_mask",
+    primitive.Rules(lambda mask, x, rate: _apply(x, mask, rate), transposes=(lambda ct, mask, x, rate: (_apply(ct, mask, rate),),)),
+    primitive.Batching((True, True), mode="leading"),
+    residuals=1,
+)
+
+
 def dropout(
     x: jax.Array, key: jax.Array | None, *, rate: float, deterministic: bool = False, impl: str = "manual"
 ) -> jax.Array:
@@ -105,4 +116,6 @@ def dropout(
         return x
     if impl == "autodiff":
         return _apply(x, _mask(key, rate, x.shape), rate)
+    if impl == "primitive":
+        return MASK_P.bind(_mask(key, rate, x.shape), x, rate=rate)
     return _manual(rate)(x, key)

@@ -5,6 +5,9 @@
 Mean pooling with a single window that covers the whole map (seed 001, 002), so its backward is that
 window's up(): every position receives an equal share of its channel's residual,
     dE/dx[n, h, w, c] = delta[n, c] / (H W)               = up(delta / (H W)) with a factor (H, W).
+
+Both directions (impl="primitive"): the op is linear, so its JVP is the op itself, y_dot = global_avg_pool(x_dot),
+and its transpose rule is the backward above (``input_grad``).
 """
 
 from __future__ import annotations
@@ -14,12 +17,19 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxcnn.ops import _checks
+from jaxcnn.ops import _checks, primitive
+from jaxcnn.ops.primitive import undefined_shape
 from jaxcnn.ops.subsample import up
 
 
 def _forward(x: jax.Array) -> jax.Array:
     return jnp.sum(x, axis=(1, 2)) / (x.shape[1] * x.shape[2])
+
+
+def input_grad(delta: jax.Array, hw: tuple[int, int]) -> jax.Array:
+    """dE/dx = up(delta / (H W)) over the (H, W) map."""
+    n, c = delta.shape
+    return up((delta / (hw[0] * hw[1])).reshape(n, 1, 1, c), hw)
 
 
 @functools.lru_cache(maxsize=None)
@@ -32,11 +42,17 @@ def _manual(hw: tuple[int, int]):
         return _forward(x), None
 
     def bwd(_, delta):
-        n, c = delta.shape
-        return (up((delta / (hw[0] * hw[1])).reshape(n, 1, 1, c), hw),)
+        return (input_grad(delta, hw),)
 
     pool.defvjp(fwd, bwd)
     return pool
+
+
+GLOBAL_AVG_POOL_P = primitive.linear(
+    "global_avg_pool",
+    primitive.Rules(_forward, transposes=(lambda ct, x: (input_grad(ct, undefined_shape(x)[1:3]),),)),
+    primitive.Batching((True,)),
+)
 
 
 def global_avg_pool(x: jax.Array, *, impl: str = "manual") -> jax.Array:
@@ -50,4 +66,6 @@ def global_avg_pool(x: jax.Array, *, impl: str = "manual") -> jax.Array:
         )
     if impl == "autodiff":
         return _forward(x)
+    if impl == "primitive":
+        return GLOBAL_AVG_POOL_P.bind(x)
     return _manual(tuple(x.shape[1:3]))(x)

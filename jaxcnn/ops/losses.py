@@ -9,6 +9,12 @@ Both are batch means over the leading axis (N samples), matching the seeds' E = 
                             dE/du = (softmax(u) sum_k t_k - t) / N  = (softmax(u) - onehot) / N for one-hot t
                             dE/dt = -log softmax(u) / N
 Integer labels are turned into one-hot rows first (they carry no gradient).
+
+Both directions (impl="primitive"). The JVPs, linear in the tangents of both arguments:
+    mse:                    E_dot = <y - t, y_dot - t_dot> / N
+    softmax_cross_entropy:  E_dot = (<softmax(u) sum_k t_k - t, u_dot> - <log softmax(u), t_dot>) / N
+Each loss is a primitive whose JVP emits a tangent primitive with the transpose rule above (``_mse_bwd``,
+``_xent_bwd``, the custom_vjp backward's functions): a scalar cotangent g gives g times those gradients.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcnn.ops import _checks
+from jaxcnn.ops import _checks, primitive
 from jaxcnn.ops.activations import _log_softmax_forward
 
 
@@ -44,6 +50,31 @@ def _mse_bwd(res, g):
 _manual_mse.defvjp(_mse_fwd, _mse_bwd)
 
 
+def mse_jvp(pred, target, pred_dot, target_dot):
+    """E_dot = <pred - target, pred_dot - target_dot> / N."""
+    return jnp.sum((pred - target) * (pred_dot - target_dot)) / pred.shape[0]
+
+
+def _loss_primitive(name: str, forward, jvp_formula, vjp):
+    """The loss E(a, b) as a primitive; its JVP is the tangent primitive jvp_formula(a, b, a_dot, b_dot),
+    linear in (a_dot, b_dot), whose transpose rule is the custom_vjp backward vjp((a, b), g)."""
+
+    def jvp(primals, tangents):
+        return loss.bind(*primals), tangent.bind(*primals, *tangents)
+
+    loss = primitive.nonlinear(name, primitive.Rules(forward, jvp=jvp), primitive.Batching((False, False)))
+    tangent = primitive.linear(
+        f"{name}_tangent",
+        primitive.Rules(jvp_formula, transposes=(lambda g, a, b, a_dot, b_dot: vjp((a, b), g),)),
+        primitive.Batching((False, False, False, False)),
+        residuals=2,
+    )
+    return loss, tangent
+
+
+MSE_P, MSE_TANGENT_P = _loss_primitive("mse", _mse_forward, mse_jvp, _mse_bwd)
+
+
 def mse(pred: jax.Array, target: jax.Array, *, impl: str = "manual") -> jax.Array:
     """1/(2N) sum (pred - target)^2 for pred, target of the same shape (N, ...); returns a scalar."""
     impl = _checks.check_impl(impl)
@@ -56,6 +87,8 @@ def mse(pred: jax.Array, target: jax.Array, *, impl: str = "manual") -> jax.Arra
     if pred.shape != target.shape:
         raise ValueError(f"mse: pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
     pred, target = _checks.promote(pred, target)
+    if impl == "primitive":
+        return MSE_P.bind(pred, target)
     return _mse_forward(pred, target) if impl == "autodiff" else _manual_mse(pred, target)
 
 
@@ -82,6 +115,17 @@ def _xent_bwd(res, g):
 
 
 _manual_xent.defvjp(_xent_fwd, _xent_bwd)
+
+
+def xent_jvp(logits, targets, logits_dot, targets_dot):
+    """E_dot = (<softmax(u) sum_k t_k - t, u_dot> - <log softmax(u), t_dot>) / N."""
+    log_p = _log_softmax_forward(logits, logits.ndim - 1)
+    mass = jnp.sum(targets, axis=-1, keepdims=True)
+    n = logits.size // logits.shape[-1]
+    return (jnp.sum((jnp.exp(log_p) * mass - targets) * logits_dot) - jnp.sum(log_p * targets_dot)) / n
+
+
+XENT_P, XENT_TANGENT_P = _loss_primitive("softmax_cross_entropy", _xent_forward, xent_jvp, _xent_bwd)
 
 
 def _check_label_range(labels, num_classes: int) -> None:
@@ -124,4 +168,6 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, *, impl: str = "
                 f"float labels must have the logits' shape {tuple(logits.shape)} (one-hot rows), got {tuple(targets.shape)}"
             )
         logits, targets = _checks.promote(logits, targets)
+    if impl == "primitive":
+        return XENT_P.bind(logits, targets)
     return _xent_forward(logits, targets) if impl == "autodiff" else _manual_xent(logits, targets)

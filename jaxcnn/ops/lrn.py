@@ -14,6 +14,12 @@ Backward. d b_c / d a_j = [c = j] s_c^(-beta) - beta a_c s_c^(-beta - 1) (alpha 
     dE/da_j = delta_j s_j^(-beta) - (2 alpha beta / n) a_j sum_{c : j in W(c)} delta_c a_c s_c^(-beta - 1)
 and j in W(c) <=> c in [j - floor((n - 1) / 2), j + floor(n / 2)]: the adjoint sum runs over the mirrored
 window. s >= k > 0, so every power is finite.
+
+Both directions (impl="primitive"). The JVP, from the same residuals (a, s, p = s^(-beta)):
+    b_dot_c = a_dot_c p_c - (2 alpha beta / n) a_c p_c / s_c sum_{c' in W(c)} a_c' a_dot_c'
+(d s_c = (alpha / n) sum_{W(c)} 2 a_c' a_dot_c'): the window sum runs over W(c) itself, where the backward's
+runs over the mirrored window. The tangent map is a primitive linear in a_dot whose transpose rule is the
+backward (``input_grad``).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxcnn.ops import _checks
+from jaxcnn.ops import _checks, primitive
 
 
 def window_sum(v: jax.Array, before: int, after: int) -> jax.Array:
@@ -48,6 +54,17 @@ def _forward(x: jax.Array, size: int, alpha: float, beta: float, k: float) -> ja
     return x * _scale(x, size, alpha, k) ** (-beta)
 
 
+def input_grad(x, s, p, delta, *, size: int, alpha: float, beta: float) -> jax.Array:
+    """dE/da_j = delta_j p_j - (2 alpha beta / n) a_j sum_{c : j in W(c)} delta_c a_c p_c / s_c."""
+    t = delta * x * p / s
+    return delta * p - (2 * alpha * beta / size) * x * window_sum(t, (size - 1) // 2, size // 2)
+
+
+def tangent(x, s, p, x_dot, *, size: int, alpha: float, beta: float) -> jax.Array:
+    """b_dot_c = a_dot_c p_c - (2 alpha beta / n) a_c p_c / s_c sum_{c' in W(c)} a_c' a_dot_c'."""
+    return x_dot * p - (2 * alpha * beta / size) * x * p / s * window_sum(x * x_dot, size // 2, (size - 1) // 2)
+
+
 @functools.lru_cache(maxsize=None)
 def _manual(size: int, alpha: float, beta: float, k: float):
     @jax.custom_vjp
@@ -61,11 +78,32 @@ def _manual(size: int, alpha: float, beta: float, k: float):
 
     def bwd(res, delta):
         x, s, p = res
-        t = delta * x * p / s
-        return (delta * p - (2 * alpha * beta / size) * x * window_sum(t, (size - 1) // 2, size // 2),)
+        return (input_grad(x, s, p, delta, size=size, alpha=alpha, beta=beta),)
 
     lrn.defvjp(fwd, bwd)
     return lrn
+
+
+# ---------------------------------------------------------------- both directions (impl="primitive")
+
+
+def _primitive_jvp(primals, tangents, *, size, alpha, beta, k):
+    (x,), (x_dot,) = primals, tangents
+    s = _scale(x, size, alpha, k)
+    return LRN_P.bind(x, size=size, alpha=alpha, beta=beta, k=k), TANGENT_P.bind(
+        x, s, s ** (-beta), x_dot, size=size, alpha=alpha, beta=beta
+    )
+
+
+LRN_P = primitive.nonlinear(
+    "local_response_norm", primitive.Rules(_forward, jvp=_primitive_jvp), primitive.Batching((True,), mode="leading")
+)
+TANGENT_P = primitive.linear(
+    "local_response_norm_tangent",
+    primitive.Rules(tangent, transposes=(lambda ct, x, s, p, x_dot, **hyper: (input_grad(x, s, p, ct, **hyper),),)),
+    primitive.Batching((True, True, True, True), mode="leading"),
+    residuals=3,
+)
 
 
 def _real(name: str, value: Any, *, positive: bool) -> float:
@@ -99,4 +137,6 @@ def local_response_norm(
     k = _real("k", k, positive=True)
     if impl == "autodiff":
         return _forward(x, size, alpha, beta, k)
+    if impl == "primitive":
+        return LRN_P.bind(x, size=size, alpha=alpha, beta=beta, k=k)
     return _manual(size, alpha, beta, k)(x)

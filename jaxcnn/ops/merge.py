@@ -10,6 +10,9 @@ without changing it.
              (a skip connection adds delta to whatever the residual branch hands back, so the identity path
              keeps the gradient from vanishing through depth).
 The shapes must agree exactly, except along ``axis`` for concat: no broadcasting.
+
+Both directions (impl="primitive"): both ops are linear, so each JVP is the op applied to the tangents
+(concat of the tangents, a_dot + b_dot), and each transpose rule is the backward above (``split``, ``fan_out``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxcnn.ops import _checks
+from jaxcnn.ops import _checks, primitive
 
 
 def _normalize_axis(axis: int, ndim: int, shapes: list[tuple[int, ...]]) -> int:
@@ -34,10 +37,25 @@ def _normalize_axis(axis: int, ndim: int, shapes: list[tuple[int, ...]]) -> int:
 # ---------------------------------------------------------------- concat
 
 
+def split(delta: jax.Array, axis: int, sizes: tuple[int, ...]) -> tuple[jax.Array, ...]:
+    """dE/dx_i = delta[..., o_i : o_i + C_i, ...] along ``axis``, o_i = C_1 + ... + C_{i-1}."""
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    return tuple(lax.slice_in_dim(delta, o, o + c, axis=axis) for o, c in zip(offsets, sizes))
+
+
+# The primitive takes a negative axis, counted from the end, so that a vmapped axis in front changes nothing.
+CONCAT_P = primitive.linear(
+    "concat",
+    primitive.Rules(
+        lambda *xs, axis, sizes: jnp.concatenate(xs, axis=axis),
+        transposes=(lambda ct, *xs, axis, sizes: split(ct, axis, sizes),),
+    ),
+    primitive.Batching((True,), mode="leading", variadic=True),
+)
+
+
 @functools.lru_cache(maxsize=None)
 def _manual_concat(axis: int, sizes: tuple[int, ...]):
-    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
-
     @jax.custom_vjp
     def cat(xs):
         return jnp.concatenate(xs, axis=axis)
@@ -46,7 +64,7 @@ def _manual_concat(axis: int, sizes: tuple[int, ...]):
         return jnp.concatenate(xs, axis=axis), None
 
     def bwd(_, delta):
-        return (tuple(lax.slice_in_dim(delta, o, o + c, axis=axis) for o, c in zip(offsets, sizes)),)
+        return (split(delta, axis, sizes),)
 
     cat.defvjp(fwd, bwd)
     return cat
@@ -74,6 +92,8 @@ def concat(xs: Sequence[jax.Array], *, axis: int = -1, impl: str = "manual") -> 
     xs = tuple(_checks.promote(*xs))
     if impl == "autodiff":
         return jnp.concatenate(xs, axis=axis)
+    if impl == "primitive":
+        return CONCAT_P.bind(*xs, axis=axis - xs[0].ndim, sizes=tuple(s[axis] for s in shapes))
     return _manual_concat(axis, tuple(s[axis] for s in shapes))(xs)
 
 
@@ -89,11 +109,22 @@ def _add_fwd(a, b):
     return a + b, None
 
 
-def _add_bwd(_, delta):
+def fan_out(delta: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """dE/da = dE/db = delta."""
     return delta, delta
 
 
+def _add_bwd(_, delta):
+    return fan_out(delta)
+
+
 _manual_add.defvjp(_add_fwd, _add_bwd)
+
+ADD_P = primitive.linear(
+    "add",
+    primitive.Rules(lambda a, b: a + b, transposes=(lambda ct, a, b: fan_out(ct),)),
+    primitive.Batching((True, True), mode="leading"),
+)
 
 
 def add(a: jax.Array, b: jax.Array, *, impl: str = "manual") -> jax.Array:
@@ -106,4 +137,6 @@ def add(a: jax.Array, b: jax.Array, *, impl: str = "manual") -> jax.Array:
     a, b = _checks.promote(a, b)
     if impl == "autodiff":
         return a + b
+    if impl == "primitive":
+        return ADD_P.bind(a, b)
     return _manual_add(a, b)

@@ -19,6 +19,13 @@ offsets (``MAX_AND_WINNER``, a rule that platforms may evaluate their own way: `
 Non-overlapping windows (stride == window, the usual 2 x 2 pooling) skip that scatter: x reshapes into blocks
 (N, H_out, kh, W_out, kw, C) with one window per block, so the backward is up(delta), masked to each window's
 first maximum (max, ``route_to_tile_winners``) or divided by n(w) (mean), reshaped back.
+
+Both directions (impl="primitive"). Forward mode:
+    max pooling:  y_dot(w) = x_dot(first argmax of w)       the tangent read at each window's first maximum
+                  (``gather_at_winners``), the transpose of routing delta to it (``route_to_winners``)
+    mean pooling: y_dot = mean_pool(x_dot)                  the op is linear: its JVP is itself
+The max pool's tangent map is a primitive linear in x_dot whose transpose rule is the routing above; the mean
+pool is a linear primitive whose transpose rule is ``avg_pool_input_grad``: the custom_vjp backward's functions.
 """
 
 from __future__ import annotations
@@ -32,8 +39,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxcnn.ops import _checks
+from jaxcnn.ops import _checks, primitive
 from jaxcnn.ops.evaluation import Rule
+from jaxcnn.ops.primitive import undefined_shape
 from jaxcnn.ops.padding import Padding2D, check_window_fits, output_size, resolve_padding
 
 
@@ -213,6 +221,47 @@ def _manual_max(geom: PoolGeometry, in_hw: tuple[int, int]):
     return pool
 
 
+def gather_at_winners(winner: jax.Array, t: jax.Array, geom: PoolGeometry) -> jax.Array:
+    """The max pool's JVP: y_dot(w) = t at window w's first maximum (offset ``winner``), t's padding cells 0.
+
+    The adjoint of ``route_to_winners``: <delta, gather(t)> = <route(delta), t>, both reading one cell per window.
+    """
+    out_hw = tuple(winner.shape[1:3])
+    if geom.tiles:
+        blocks = geom.to_blocks(t, 0.0, out_hw)
+        cells = [blocks[:, :, a, :, b, :] for a, b in geom.offsets()]
+    else:
+        cells = geom.window_cells(geom.pad(t, 0.0), out_hw)
+    picked = cells[0]
+    for k in range(1, len(cells)):
+        picked = jnp.where(winner == k, cells[k], picked)
+    return picked
+
+
+def _max_tangent_transpose(ct, winner, t, *, geom):
+    route = route_to_tile_winners if geom.tiles else route_to_winners
+    return (route(winner, ct, geom, undefined_shape(t)[1:3]),)
+
+
+def _max_pool_jvp(primals, tangents, *, geom):
+    """y = max pool of x (the primitive), y_dot = x_dot at each window's first argmax (the tangent primitive)."""
+    (x,), (t,) = primals, tangents
+    _, winner = MAX_AND_WINNER(x, geom=geom)
+    return MAX_POOL_P.bind(x, geom=geom), MAX_POOL_TANGENT_P.bind(winner, t, geom=geom)
+
+
+MAX_POOL_P = primitive.nonlinear(
+    "max_pool", primitive.Rules(_max_forward, jvp=_max_pool_jvp), primitive.Batching((True,))
+)
+# linear in the tangent t given the int32 winners: its transpose rule is the routing of the custom_vjp backward
+MAX_POOL_TANGENT_P = primitive.linear(
+    "max_pool_tangent",
+    primitive.Rules(gather_at_winners, transposes=(_max_tangent_transpose,)),
+    primitive.Batching((True, True)),
+    residuals=1,
+)
+
+
 def max_pool(
     x: jax.Array,
     *,
@@ -229,6 +278,8 @@ def max_pool(
     x, geom = _pool_geometry("max_pool", x, window, stride, padding)
     if impl == "autodiff":
         return _max_forward(x, geom)
+    if impl == "primitive":
+        return MAX_POOL_P.bind(x, geom=geom)
     return _manual_max(geom, tuple(x.shape[1:3]))(x)
 
 
@@ -276,6 +327,18 @@ def _manual_avg(geom: PoolGeometry, count_include_pad: bool, in_hw: tuple[int, i
     return pool
 
 
+def _avg_pool_transpose(ct, x, *, geom, count_include_pad):
+    return (avg_pool_input_grad(ct, geom, undefined_shape(x)[1:3], count_include_pad),)
+
+
+# linear in x: JVP mean_pool(x_dot), transpose rule the custom_vjp backward's avg_pool_input_grad
+AVG_POOL_P = primitive.linear(
+    "avg_pool",
+    primitive.Rules(_avg_forward, transposes=(_avg_pool_transpose,)),
+    primitive.Batching((True,)),
+)
+
+
 def avg_pool(
     x: jax.Array,
     *,
@@ -295,4 +358,6 @@ def avg_pool(
     x, geom = _pool_geometry("avg_pool", x, window, stride, padding)
     if impl == "autodiff":
         return _avg_forward(x, geom, count_include_pad)
+    if impl == "primitive":
+        return AVG_POOL_P.bind(x, geom=geom, count_include_pad=count_include_pad)
     return _manual_avg(geom, count_include_pad, tuple(x.shape[1:3]))(x)

@@ -11,6 +11,12 @@ Its backward, given delta = dE/ds:
     dE/db_j    = sum_{n,u,v} delta_j(u, v)
 up and down are each other's adjoints, so upsample's backward is down(delta).
 H and W must be multiples of n: Kronecker up() has no remainder to go to.
+
+Both directions (impl="primitive"): beta o down(x) is bilinear in (x, beta), so its JVP is the product rule
+    d s_j = beta_dot_j down(x_j) + beta_j down(x_dot_j) + b_dot_j,
+and its two transpose rules are the backward's dE/dx = beta up(delta) and dE/dbeta = sum delta o down(x)
+(``scaled_down_input_grad``, ``scaled_down_beta_grad``); the bias is conv2d's add_bias primitive. up() is
+linear: its JVP is up(x_dot), its transpose down(delta).
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxcnn.ops import _checks
+from jaxcnn.ops import _checks, primitive
+from jaxcnn.ops.conv import add_bias_primitive
 
 
 def down(x: jax.Array, factor: tuple[int, int]) -> jax.Array:
@@ -53,6 +60,16 @@ def _subsample_forward(x, beta, b, window):
     return beta * down(x, window) + b
 
 
+def scaled_down_input_grad(delta: jax.Array, beta: jax.Array, window: tuple[int, int]) -> jax.Array:
+    """dE/dx_j = beta_j up(delta_j)."""
+    return up(beta * delta, window)
+
+
+def scaled_down_beta_grad(delta: jax.Array, pooled: jax.Array) -> jax.Array:
+    """dE/dbeta_j = sum_{n,u,v} delta_j o down(x_j), given pooled = down(x)."""
+    return jnp.sum(delta * pooled, axis=(0, 1, 2))
+
+
 @functools.lru_cache(maxsize=None)
 def _manual_subsample(window: tuple[int, int]):
     @jax.custom_vjp
@@ -65,13 +82,23 @@ def _manual_subsample(window: tuple[int, int]):
 
     def bwd(res, delta):
         pooled, beta = res
-        dx = up(beta * delta, window)
-        dbeta = jnp.sum(delta * pooled, axis=(0, 1, 2))
-        db = jnp.sum(delta, axis=(0, 1, 2))
-        return dx, dbeta, db
+        return scaled_down_input_grad(delta, beta, window), scaled_down_beta_grad(delta, pooled), jnp.sum(delta, axis=(0, 1, 2))
 
     subsample_.defvjp(fwd, bwd)
     return subsample_
+
+
+SCALED_DOWN_P = primitive.bilinear(
+    "scaled_down",
+    primitive.Rules(
+        lambda x, beta, window: beta * down(x, window),
+        transposes=(
+            lambda ct, x, beta, window: scaled_down_input_grad(ct, beta, window),
+            lambda ct, x, beta, window: scaled_down_beta_grad(ct, down(x, window)),
+        ),
+    ),
+    primitive.Batching((True, False)),
+)
 
 
 def subsample(
@@ -95,6 +122,8 @@ def subsample(
     x, beta, b = _checks.promote(x, beta, b)
     if impl == "autodiff":
         return _subsample_forward(x, beta, b, window)
+    if impl == "primitive":
+        return add_bias_primitive(SCALED_DOWN_P.bind(x, beta, window=window), b)
     return _manual_subsample(window)(x, beta, b)
 
 
@@ -117,6 +146,13 @@ def _manual_upsample(factor: tuple[int, int]):
     return upsample_
 
 
+UP_P = primitive.linear(
+    "up",
+    primitive.Rules(lambda x, factor: up(x, factor), transposes=(lambda ct, x, factor: (down(ct, factor),),)),
+    primitive.Batching((True,)),
+)
+
+
 def upsample(x: jax.Array, *, factor: int | tuple[int, int] = 2, impl: str = "manual") -> jax.Array:
     """Kronecker up(): each pixel of NHWC ``x`` copied into a factor x factor block. Backward: down(delta)."""
     impl = _checks.check_impl(impl)
@@ -125,4 +161,6 @@ def upsample(x: jax.Array, *, factor: int | tuple[int, int] = 2, impl: str = "ma
     factor = _checks.as_pair("factor", factor)
     if impl == "autodiff":
         return up(x, factor)
+    if impl == "primitive":
+        return UP_P.bind(x, factor=factor)
     return _manual_upsample(factor)(x)

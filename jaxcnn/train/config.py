@@ -68,8 +68,8 @@ class TrainConfig:
             raise ValueError(f"unknown precision {self.precision!r}; choose from {PRECISIONS}")
         if self.compilation_cache not in CACHE_MODES:
             raise ValueError(f"unknown compilation_cache {self.compilation_cache!r}; choose from {CACHE_MODES}")
-        if self.impl not in ("manual", "autodiff"):
-            raise ValueError(f"impl must be 'manual' or 'autodiff', got {self.impl!r}")
+        if self.impl not in ("manual", "autodiff", "primitive"):
+            raise ValueError(f"impl must be 'manual', 'autodiff' or 'primitive', got {self.impl!r}")
         for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
