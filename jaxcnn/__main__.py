@@ -27,9 +27,17 @@ def _gradcheck(argv: Sequence[str]) -> int:
     parser.add_argument("--precision", default="float64", choices=("float64", "bfloat16", "float16"),
                         help="compare the ops' gradients in this dtype against float64 (default: float64 with "
                         "finite differences)")  # fmt: skip
+    parser.add_argument("--forward", action="store_true",
+                        help="also the forward direction of impl=\"primitive\": its JVP vs autodiff vs finite "
+                        "differences, and the adjoint identity with its VJP (about doubles the run time)")  # fmt: skip
+    parser.add_argument("--exact", action="store_true",
+                        help="also the zero-tolerance check: the linear ops' and max-pool routing's rules against "
+                        "the brute-force Jacobian on integer data, bit for bit")  # fmt: skip
     args = parser.parse_args(argv)
     if args.full and args.models is not None:
         parser.error("--full checks every model; give either --full or --models")
+    if args.forward and args.precision != "float64":
+        parser.error("--forward compares with finite differences: float64 only")
 
     import time
 
@@ -51,26 +59,45 @@ def _gradcheck(argv: Sequence[str]) -> int:
         parser.error(f"unknown model(s) {unknown}; choose from {sorted(MODELS)}")
     tol = gradcheck.tolerances(args.precision)
     start = last = time.perf_counter()
-    bar = tqdm(total=gradcheck.case_count(args.ops, models), unit="case", disable=args.no_progress, file=sys.stderr)
+    total = gradcheck.case_count(args.ops, models) * (2 if args.forward else 1)
+    bar = tqdm(total=total, unit="case", disable=args.no_progress, file=sys.stderr)
 
-    def finished(name: str, rows: list) -> None:
-        nonlocal last
-        now = time.perf_counter()
-        bar.write(gradcheck.summary_line(name, rows, tol, now - last), file=sys.stderr)
-        bar.update()
-        last = now
+    def reporting(summary):
+        def finished(name: str, rows: list) -> None:
+            nonlocal last
+            now = time.perf_counter()
+            bar.write(summary(name, rows, tol, now - last), file=sys.stderr)
+            bar.update()
+            last = now
+
+        return finished
 
     try:
         rows = gradcheck.run(args.ops, models=models, timing=not args.no_timing, precision=args.precision,
-                             progress=finished)  # fmt: skip
+                             progress=reporting(gradcheck.summary_line))  # fmt: skip
+        forward_rows = gradcheck.run_forward(args.ops, models=models,
+                                             progress=reporting(gradcheck.forward_summary_line)) if args.forward else []  # fmt: skip
     except ValueError as err:
         parser.error(str(err))
     finally:
         bar.close()
     print(gradcheck.format_table(rows, tol))
     bad = [r for r in rows if not r.ok(tol)]
+    if args.forward:
+        print("\nForward mode of impl=\"primitive\" along random unit tangents t (relative errors of the JVP)")
+        print(gradcheck.format_forward_table(forward_rows, tol))
+        bad_forward = [r for r in forward_rows if not r.ok(tol)]
+        print(f"{len(forward_rows) - len(bad_forward)} of {len(forward_rows)} parameters within tolerance forward")
+        bad += bad_forward
+    if args.exact:
+        from jaxcnn import exact_check
+
+        exact_rows = [exact_check.check(case) for case in exact_check.cases()]
+        print("\nZero tolerance: impl=\"primitive\" rules vs the brute-force Jacobian on integer data (mismatching entries)")
+        print(exact_check.format_table(exact_rows))
+        bad += [r for r in exact_rows if not r.ok()]
     print(
-        f"\n{len(rows) - len(bad)} of {len(rows)} parameters within tolerance "
+        f"\n{len(rows) - sum(1 for r in rows if not r.ok(tol))} of {len(rows)} parameters within tolerance "
         f"(manual vs autodiff <= {tol.manual_vs_autodiff:g}, vs "
         f"{'finite differences' if args.precision == 'float64' else 'the float64 gradient'} <= {tol.finite_difference:g})"
         f" in {time.perf_counter() - start:.0f} s"

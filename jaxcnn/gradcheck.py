@@ -116,8 +116,35 @@ def finite_difference_errors_of(
     max(|<g, v>|, |fd|, 0.01 |g|): a direction almost orthogonal to g has a tiny <g, v> that round-off alone
     would swamp.
     """
-    leaves, treedef = jax.tree_util.tree_flatten(args)
     grad_leaves = [jax.tree_util.tree_leaves(g) for g in gradients]
+    errors = [[0.0] * len(grad_leaves[0]) if grad_leaves else [] for _ in gradients]
+    for i, v, fds in difference_quotients(f, args, seed=seed, eps=eps, directions=directions):
+        for which, g_leaves in enumerate(grad_leaves):
+            g = np.asarray(g_leaves[i], np.float64)
+            errors[which][i] = max(errors[which][i], directional_error(float(np.vdot(g, v)), fds, g))
+    return errors
+
+
+def directional_error(analytic: float, fds: np.ndarray, g: np.ndarray) -> float:
+    """The best of the differences ``fds`` against a directional derivative, relative to
+    max(|analytic|, |fd|, 0.01 |g|) (see ``finite_difference_errors_of``)."""
+    floor = max(0.01 * float(np.linalg.norm(g)), 1e-12)
+    scale = np.maximum(np.maximum(abs(analytic), np.abs(fds)), floor)
+    return float(np.min(np.abs(fds - analytic) / scale))
+
+
+def difference_quotients(
+    f: Callable[..., jax.Array],
+    args: tuple,
+    *,
+    seed: int = 0,
+    eps: float | Sequence[float],
+    directions: int,
+):
+    """For each leaf i of ``args`` and ``directions`` random unit directions v in it: (i, v, the central and
+    one-sided differences of f along v for every step of ``eps``), in the order of ``finite_difference_errors_of``
+    (the same v for the same seed, so the reverse and forward checks look along the same directions)."""
+    leaves, treedef = jax.tree_util.tree_flatten(args)
     steps = jnp.asarray([eps] if isinstance(eps, float) else list(eps))
     signs = jnp.concatenate([steps, -steps, jnp.zeros(1, steps.dtype)])
 
@@ -126,21 +153,39 @@ def finite_difference_errors_of(
         """f(args + t * v) for every t in signs, v living in leaf i (i_onehot selects it among the leaves)."""
 
         def one(t):
-            moved, offset = [], 0
-            for j, x in enumerate(flat):
-                piece = v_flat[offset : offset + x.size].reshape(x.shape).astype(x.dtype)
-                moved.append(x + i_onehot[j] * t * piece)
-                offset += x.size
-            return f(*jax.tree_util.tree_unflatten(treedef, moved))
+            return f(*jax.tree_util.tree_unflatten(treedef, _moved(flat, i_onehot, t * v_flat)))
 
         return jax.vmap(one)(signs)
 
-    total = sum(x.size for x in leaves)
-    offsets = np.cumsum([0] + [x.size for x in leaves])
     k = steps.shape[0]
     # The direction bookkeeping is in NumPy: each eager jnp call on a new shape would compile a program.
     step_sizes = np.asarray(steps, np.float64)
-    errors = [[0.0] * len(leaves) for _ in gradients]
+    for i, onehot, v, v_flat in unit_directions(leaves, seed=seed, directions=directions):
+        values = np.asarray(at_points(leaves, onehot, v_flat), np.float64)
+        plus, minus, centre = values[:k], values[k : 2 * k], values[2 * k]
+        yield i, v, np.concatenate(
+            [(plus - minus) / (2 * step_sizes), (plus - centre) / step_sizes, (centre - minus) / step_sizes]
+        )
+
+
+def _tangents(flat: Sequence[jax.Array], i_onehot: jax.Array, v_flat: jax.Array) -> list[jax.Array]:
+    """The flat vector ``v_flat`` cut into the shapes of the leaves ``flat``, zero outside the leaf i_onehot selects."""
+    pieces, offset = [], 0
+    for j, x in enumerate(flat):
+        pieces.append(i_onehot[j] * v_flat[offset : offset + x.size].reshape(x.shape).astype(x.dtype))
+        offset += x.size
+    return pieces
+
+
+def _moved(flat: Sequence[jax.Array], i_onehot: jax.Array, v_flat: jax.Array) -> list[jax.Array]:
+    """The leaves ``flat`` moved by ``_tangents(flat, i_onehot, v_flat)``."""
+    return [x + t for x, t in zip(flat, _tangents(flat, i_onehot, v_flat))]
+
+
+def unit_directions(leaves: Sequence[jax.Array], *, seed: int, directions: int):
+    """(i, one-hot of leaf i, random unit v of leaf i's shape, v laid into a flat vector of all the leaves)."""
+    total = sum(x.size for x in leaves)
+    offsets = np.cumsum([0] + [x.size for x in leaves])
     for i, leaf in enumerate(leaves):
         onehot = np.zeros(len(leaves), leaf.dtype)
         onehot[i] = 1
@@ -150,18 +195,7 @@ def finite_difference_errors_of(
             v = (v / max(np.linalg.norm(v), np.finfo(np.float64).tiny)).astype(leaf.dtype)
             v_flat = np.zeros(total, leaf.dtype)
             v_flat[offsets[i] : offsets[i + 1]] = v.ravel()
-            values = np.asarray(at_points(leaves, onehot, v_flat), np.float64)
-            plus, minus, centre = values[:k], values[k : 2 * k], values[2 * k]
-            fds = np.concatenate(
-                [(plus - minus) / (2 * step_sizes), (plus - centre) / step_sizes, (centre - minus) / step_sizes]
-            )
-            for which, g_leaves in enumerate(grad_leaves):
-                g = np.asarray(g_leaves[i], np.float64)
-                analytic = float(np.vdot(g, v))
-                floor = max(0.01 * float(np.linalg.norm(g)), 1e-12)
-                scale = np.maximum(np.maximum(abs(analytic), np.abs(fds)), floor)
-                errors[which][i] = max(errors[which][i], float(np.min(np.abs(fds - analytic) / scale)))
-    return errors
+            yield i, onehot, v, v_flat
 
 
 def time_compiled(step: Callable[..., Any], args: tuple, *, repeats: int = 5, min_seconds: float = 0.05) -> float:
@@ -237,6 +271,107 @@ def format_table(rows: Sequence[GradRow], tol: Tolerances = Tolerances()) -> str
             f"{'yes' if r.ok(tol) else 'NO'}"
         )
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the forward direction (impl="primitive")
+
+
+@dataclasses.dataclass(frozen=True)
+class ForwardRow:
+    """One parameter's forward-mode comparison: along random unit tangents t in that parameter, the JVP of
+    impl="primitive" (the hand-derived tangent rules) against the JVP of impl="autodiff" and against finite
+    differences, and the adjoint identity <delta, J t> = <J^T delta, t> between the hand-derived JVP and the
+    hand-derived VJP (delta = 1 for the scalar loss: the projection on the case's random cotangent is in J)."""
+
+    case: str
+    param: str
+    shape: tuple[int, ...]
+    rel_primitive_autodiff: float
+    rel_primitive_fd: float
+    rel_autodiff_fd: float
+    rel_adjoint: float
+
+    def ok(self, tol: Tolerances) -> bool:
+        return (
+            self.rel_primitive_autodiff <= tol.manual_vs_autodiff
+            and self.rel_adjoint <= tol.manual_vs_autodiff
+            and self.rel_primitive_fd <= tol.finite_difference
+            and self.rel_autodiff_fd <= tol.finite_difference
+        )
+
+
+def _jvp_along(f: Callable[..., jax.Array], treedef: Any) -> Callable[..., jax.Array]:
+    """jit((leaves, i_onehot, v_flat) -> the JVP of f at the leaves along the tangent ``_tangents`` builds):
+    one compiled program for every leaf and direction."""
+
+    @jax.jit
+    def along(flat, i_onehot, v_flat):
+        unflat = lambda *leaves: f(*jax.tree_util.tree_unflatten(treedef, leaves))  # noqa: E731
+        return jax.jvp(unflat, tuple(flat), tuple(_tangents(flat, i_onehot, v_flat)))[1]
+
+    return along
+
+
+def _scalar_error(a: float, b: float, g: np.ndarray) -> float:
+    """|a - b| relative to max(|a|, |b|, 0.01 |g|): the floor of ``directional_error`` for a tangent almost
+    orthogonal to the gradient g."""
+    return abs(a - b) / max(abs(a), abs(b), 0.01 * float(np.linalg.norm(g)), np.finfo(np.float64).tiny)
+
+
+def compare_forward(
+    case: str,
+    loss: LossFactory,
+    args: tuple,
+    names: Sequence[str],
+    *,
+    seed: int = 0,
+    eps: float | Sequence[float] = (1e-4, 1e-5, 1e-6),
+    directions: int = 3,
+) -> list[ForwardRow]:
+    """Rows for every array leaf of ``args``: the worst errors over ``directions`` random unit tangents in it
+    (the directions of ``compare`` for the same seed), the finite differences taken on the autodiff forward."""
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    f_primitive, f_autodiff = loss("primitive"), loss("autodiff")
+    jvp_primitive, jvp_autodiff = _jvp_along(f_primitive, treedef), _jvp_along(f_autodiff, treedef)
+    grad_leaves = jax.tree_util.tree_leaves(jax.jit(jax.grad(f_primitive, argnums=tuple(range(len(args)))))(*args))
+    grads = [np.asarray(g, np.float64) for g in grad_leaves]
+    worst = np.zeros((len(leaves), 4))
+    tangents = unit_directions(leaves, seed=seed, directions=directions)
+    differences = difference_quotients(f_autodiff, args, seed=seed, eps=eps, directions=directions)
+    for (i, onehot, v, v_flat), (_, _, fds) in zip(tangents, differences):
+        jp = float(jvp_primitive(leaves, onehot, v_flat))
+        ja = float(jvp_autodiff(leaves, onehot, v_flat))
+        adjoint = float(np.vdot(grads[i], v))
+        errors = (_scalar_error(jp, ja, grads[i]), directional_error(jp, fds, grads[i]),
+                  directional_error(ja, fds, grads[i]), _scalar_error(jp, adjoint, grads[i]))  # fmt: skip
+        worst[i] = np.maximum(worst[i], errors)
+    labels = [n for name, arg in zip(names, args) for n in leaf_names(arg, name)]
+    return [ForwardRow(case, label, tuple(x.shape), *map(float, w)) for label, x, w in zip(labels, leaves, worst)]
+
+
+def format_forward_table(rows: Sequence[ForwardRow], tol: Tolerances = Tolerances()) -> str:
+    header = (
+        f"{'case':<22} {'param':<24} {'shape':<18} {'jvp p-a':>9} {'jvp p-fd':>9} {'jvp a-fd':>9} "
+        f"{'<d,Jt>-<JTd,t>':>15}  ok"
+    )
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(
+            f"{r.case:<22} {r.param:<24} {str(r.shape):<18} {r.rel_primitive_autodiff:>9.1e} {r.rel_primitive_fd:>9.1e} "
+            f"{r.rel_autodiff_fd:>9.1e} {r.rel_adjoint:>15.1e}  {'yes' if r.ok(tol) else 'NO'}"
+        )
+    return "\n".join(lines)
+
+
+def forward_summary_line(case: str, rows: Sequence[ForwardRow], tol: Tolerances, seconds: float) -> str:
+    """``summary_line`` of the forward check."""
+    worst = lambda field: max((getattr(r, field) for r in rows), default=0.0)  # noqa: E731
+    verdict = "ok  " if all(r.ok(tol) for r in rows) else "FAIL"
+    return (
+        f"{verdict} jvp {case:<24} {len(rows):>3} params  rel p-a {worst('rel_primitive_autodiff'):.1e}  "
+        f"p-fd {worst('rel_primitive_fd'):.1e}  a-fd {worst('rel_autodiff_fd'):.1e}  "
+        f"adjoint {worst('rel_adjoint'):.1e}  {seconds:5.1f} s"
+    )
 
 
 # ---------------------------------------------------------------- the op cases of the command
@@ -405,6 +540,32 @@ def run(
         from jaxcnn.models import gradcheck_case  # models build on ops; imported only when asked for
 
         rows += check(f"model {model_name}", *gradcheck_case(model_name))
+    return rows
+
+
+def run_forward(
+    case_names: Sequence[str] | None = None,
+    *,
+    models: Sequence[str] = (),
+    directions: int = 3,
+    progress: Callable[[str, list[ForwardRow]], None] | None = None,
+) -> list[ForwardRow]:
+    """``compare_forward`` rows for the named op cases (all by default) and whole models, in float64."""
+    cases = op_cases() if case_names is None or case_names else {}
+    unknown = sorted(set(case_names or ()) - set(cases))
+    if unknown:
+        raise ValueError(f"unknown op case(s) {unknown}; choose from {sorted(cases)}")
+    checks = [(name, cases[name]) for name in (cases if case_names is None else case_names)]
+    if models:
+        from jaxcnn.models import gradcheck_case  # models build on ops; imported only when asked for
+
+        checks += [(f"model {name}", gradcheck_case(name)) for name in models]
+    rows = []
+    for name, (loss, args, names) in checks:
+        found = compare_forward(name, loss, args, names, directions=directions)
+        if progress is not None:
+            progress(name, found)
+        rows += found
     return rows
 
 

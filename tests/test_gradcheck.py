@@ -6,6 +6,7 @@ import inspect
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jaxcnn import gradcheck
@@ -97,3 +98,68 @@ def test_every_model_passes_in_float64(name):
     rows = gradcheck.compare(f"model {name}", loss, args, names, directions=1, timing=False)
     bad = [r for r in rows if not r.ok(gradcheck.Tolerances())]
     assert not bad, gradcheck.format_table(bad)
+
+
+def _wrong_jvp_square_loss():
+    """A loss factory whose primitive impl is a custom_jvp of x^2 that forgets the factor 2 of its tangent
+    (its reverse mode, the transposed tangent map, forgets it too)."""
+
+    @jax.custom_jvp
+    def square(x):
+        return x * x
+
+    square.defjvp(lambda primals, tangents: (primals[0] ** 2, primals[0] * tangents[0]))
+    return lambda impl: (lambda x: jnp.sum(square(x) if impl == "primitive" else x * x))
+
+
+def test_a_wrong_jvp_is_caught():
+    rows = gradcheck.compare_forward("square", _wrong_jvp_square_loss(), (jnp.arange(1.0, 5.0),), ("x",))
+    (row,) = rows
+    assert row.rel_primitive_autodiff > 0.4 and row.rel_primitive_fd > 0.4 and row.rel_autodiff_fd < 1e-6
+    assert row.rel_adjoint < 1e-12  # forward and reverse are consistently wrong: only the other columns see it
+    assert not row.ok(gradcheck.Tolerances())
+    assert "NO" in gradcheck.format_forward_table(rows)
+
+
+def _inconsistent_square_loss():
+    """A primitive x^2 whose hand-written tangent rule forgets the factor 2 while its delta rule (the transpose
+    rule of the tangent map) keeps it: reverse mode right, forward mode wrong."""
+    from jaxcnn.ops import primitive
+
+    tangent = primitive.linear(
+        "test_square_tangent",
+        primitive.Rules(apply=lambda x, t: x * t, transposes=(lambda ct, x, t: (2 * x * ct,),)),
+        primitive.Batching(fold=(True, True), mode="leading"),
+        residuals=1,
+    )
+    square = primitive.nonlinear(
+        "test_square",
+        primitive.Rules(apply=lambda x: x * x, jvp=lambda p, t: (p[0] * p[0], tangent.bind(p[0], t[0]))),
+        primitive.Batching(fold=(True,), mode="leading"),
+    )
+    return lambda impl: (lambda x: jnp.sum(square.bind(x) if impl == "primitive" else x * x))
+
+
+def test_the_adjoint_identity_catches_a_jvp_that_disagrees_with_the_delta_rule():
+    loss = _inconsistent_square_loss()
+    x = jnp.arange(1.0, 5.0)
+    np.testing.assert_allclose(jax.grad(loss("primitive"))(x), 2 * x)  # the delta rule is right
+    (row,) = gradcheck.compare_forward("square", loss, (x,), ("x",))
+    assert row.rel_adjoint > 0.4 and row.rel_primitive_autodiff > 0.4 and row.rel_autodiff_fd < 1e-6
+    assert not row.ok(gradcheck.Tolerances())
+
+
+def test_command_forward_and_exact_sections(capsys):
+    argv = ["gradcheck", "--ops", "dense", "--models", "--no-timing", "--no-progress", "--forward", "--exact"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Forward mode" in out and "<d,Jt>-<JTd,t>" in out and "3 of 3 parameters within tolerance forward" in out
+    assert "Zero tolerance" in out and "max_pool 3x3/2 SAME" in out and " NO" not in out
+    with pytest.raises(SystemExit):
+        main(["gradcheck", "--forward", "--precision", "float16"])
+    assert "float64 only" in capsys.readouterr().err
+
+
+def test_forward_rows_of_a_model():
+    rows = gradcheck.run_forward([], models=["seed004"], directions=1)
+    assert [r.param for r in rows][-1] == "x" and all(r.ok(gradcheck.Tolerances()) for r in rows)
