@@ -59,6 +59,7 @@ def test_op_cases_cover_the_issue_list_and_run_both_impls():
     variants = cases.op_variants(case)
     results = {impl: np.asarray(v.call()) for impl, v in variants.items()}  # the pullback: dx only
     np.testing.assert_array_equal(results["manual"], results["autodiff"])
+    np.testing.assert_array_equal(results["primitive"], results["manual"])  # the same delta rule, as a transpose
 
 
 def _timed_row(samples):
@@ -128,7 +129,8 @@ def test_smoke_run_writes_tables_json_and_chart_without_torch(tmp_path):
         assert ROW_KEYS <= set(row)
         assert TIMED_KEYS <= set(row) or "status" in row, row
     ops = [r for r in rows if r["section"] == "ops"]
-    assert {r["variant"] for r in ops} == {"manual", "autodiff"} and all(r["what"] == "fwd+bwd" for r in ops)
+    assert {r["variant"] for r in ops} == {"manual", "autodiff", "primitive"} and all(r["what"] == "fwd+bwd" for r in ops)
+    assert {r["variant"] for r in rows if r["section"] == "step"} == {"manual", "autodiff", "primitive", "pytorch"}
     torch_rows = [r for r in rows if r["section"] == "step" and r["variant"] == "pytorch"]
     assert [r["status"] for r in torch_rows] == ["missing"]
     (matmul,) = [r for r in rows if r["section"] == "roofline"]  # PyTorch's matmul is left out with PyTorch
@@ -138,7 +140,9 @@ def test_smoke_run_writes_tables_json_and_chart_without_torch(tmp_path):
             row["flops_per_image"] * row["images_per_s"] / 1e9)
     assert "Roofline: float32 64x64 @ 64x64 matmul GFLOP/s: jax " in text
     assert {r["variant"] for r in rows if r["section"] == "epoch"} == {"manual scan", "manual loop", "autodiff scan",
-                                                                      "autodiff loop"}  # fmt: skip
+                                                                      "autodiff loop", "primitive scan",
+                                                                      "primitive loop"}  # fmt: skip
+    assert "primitive/manual" in text and "lenet5  primitive" in text  # step table column, epoch table row
     scaling = [r for r in rows if r["section"] == "scaling"]
     assert scaling and all(r["peak_rss_mb"] > 0 and r["allocator"] == child for r in scaling)
     devices = [r for r in rows if r["section"] == "devices"]

@@ -3,7 +3,7 @@
 Every case builds its own arrays (float32, a fixed seed) and returns ``timing.Variant`` objects, one per
 contestant, ready for ``timing.compare``:
 
-* ops: ``jit(vjp)`` of the op w.r.t. its array arguments, impl="manual" vs impl="autodiff" (or, for the
+* ops: ``jit(vjp)`` of the op w.r.t. its array arguments, impl="manual" vs "autodiff" vs "primitive" (or, for the
   "bwd" cases, only the backward: the residuals of ``jax.vjp`` fed to a jitted pullback);
 * training steps: the jitted, state-donating ``jaxcnn.train.step.make_train_step`` (forward, backward, optax
   SGD update) for each impl, and the PyTorch twin of the same network (``torch_models``);
@@ -27,7 +27,8 @@ from jaxcnn.bench.timing import Variant
 from jaxcnn.models import get_model
 from jaxcnn.train.step import epoch_order, init_state, make_epoch_scan, make_train_step
 
-IMPLS = ("manual", "autodiff")
+# impl="primitive": the same hand-derived delta rules wired as transpose rules of JAX primitives (forward mode too).
+IMPLS = ("manual", "autodiff", "primitive")
 LEARNING_RATE = 0.01
 
 
@@ -230,7 +231,7 @@ def sharded_step_variant(model, impl: str, batch: int, devices: int, seed: int =
 def step_variants(
     name: str, batch: int, impls: tuple[str, ...] = IMPLS, torch: bool = True, torch_compile: bool = False
 ) -> tuple[dict[str, Variant], str]:
-    """{"manual", "autodiff"[, "pytorch"[, "pytorch_compiled"]]} training steps of model ``name``; the second
+    """{"manual", "autodiff", "primitive"[, "pytorch"[, "pytorch_compiled"]]} training steps of model ``name``; the second
     value says why the PyTorch variants are absent ("" when present)."""
     from jaxcnn.bench import torch_models
 

@@ -127,7 +127,7 @@ def run(settings: Settings, argv: Sequence[str] = (), out=print) -> tuple[dict, 
             results = timing.compare(cases.op_variants(case), **compare)
             for impl, t in results.items():
                 rows.append(report.timing_row("ops", case.name, case.shape, impl, case.batch, t, what=case.what))
-        out(f"\nPer op, forward+backward (or backward only), impl manual vs autodiff, float32, on {device}; "
+        out(f"\nPer op, forward+backward (or backward only), impl manual vs autodiff vs primitive, float32, on {device}; "
             f"median of {settings.repeats} repetitions of >= {settings.min_time:g} s, interleaved")  # fmt: skip
         out(report.ops_table(rows))
 

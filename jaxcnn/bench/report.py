@@ -86,19 +86,23 @@ def ops_table(rows: list[dict]) -> str:
     for name, shape, what in keys:
         m = _find(ops, name=name, shape=shape, what=what, variant="manual")
         a = _find(ops, name=name, shape=shape, what=what, variant="autodiff")
+        p = _find(ops, name=name, shape=shape, what=what, variant="primitive")
         table.append([
             name, shape, what, _ms(m and m["median_s"]), m and _spread(m) or "-", _ms(a and a["median_s"]),
-            a and _spread(a) or "-", _ratio(m, a), f"{_ms(m and m['compile_s'])} / {_ms(a and a['compile_s'])}",
+            a and _spread(a) or "-", _ms(p and p["median_s"]), _ratio(m, a), _ratio(p, m),
+            f"{_ms(m and m['compile_s'])} / {_ms(a and a['compile_s'])} / {_ms(p and p['compile_s'])}",
         ])  # fmt: skip
     return format_table(
-        ["op", "shape", "timed", "manual ms", "spread", "autodiff ms", "spread", "manual/autodiff", "compile ms m / a"],
+        ["op", "shape", "timed", "manual ms", "spread", "autodiff ms", "spread", "primitive ms", "manual/autodiff",
+         "primitive/manual", "compile ms m / a / p"],
         table, left=3,
     )  # fmt: skip
 
 
 def step_table(rows: list[dict], torch_label: str) -> str:
-    """manual, autodiff, PyTorch eager and (where measured) PyTorch under torch.compile, images/s; the ratios of
-    manual to autodiff and to the faster PyTorch; compile seconds (torch.compile's: its first step)."""
+    """manual, autodiff, primitive, PyTorch eager and (where measured) PyTorch under torch.compile, images/s; the
+    speed ratios of manual to autodiff, of primitive to manual and of manual to the faster PyTorch; compile
+    seconds (torch.compile's: its first step)."""
     steps = [r for r in rows if r["section"] == "step"]
     table = []
 
@@ -106,16 +110,19 @@ def step_table(rows: list[dict], torch_label: str) -> str:
         return f"{r['images_per_s']:,.0f}" if r and r.get("median_s") else (r or {}).get("status", "-")
 
     for name in dict.fromkeys(r["name"] for r in steps):
-        m, a, t, c = (_find(steps, name=name, variant=v) for v in ("manual", "autodiff", "pytorch", "pytorch_compiled"))
+        m, a, p, t, c = (_find(steps, name=name, variant=v)
+                         for v in ("manual", "autodiff", "primitive", "pytorch", "pytorch_compiled"))  # fmt: skip
         timed = [r for r in (t, c) if r and r.get("median_s")]
         best = min(timed, key=lambda r: r["median_s"], default=None)
-        compile_s = f"{(m or {}).get('compile_s') or 0:.2f} / {(a or {}).get('compile_s') or 0:.2f}"
+        compile_s = " / ".join(f"{(r or {}).get('compile_s') or 0:.2f}" for r in (m, a, p))
         if c and c.get("compile_s"):
             compile_s += f" / {c['compile_s']:.1f}"
-        table.append([name, (m or a)["shape"], ips(m), ips(a), ips(t), ips(c), _ratio(a, m), _ratio(best, m), compile_s])
+        table.append([name, (m or a)["shape"], ips(m), ips(a), ips(p), ips(t), ips(c), _ratio(a, m), _ratio(m, p),
+                      _ratio(best, m), compile_s])  # fmt: skip
     return format_table(
-        ["model", "batch x image", "manual img/s", "autodiff img/s", f"{torch_label} img/s", "torch.compile img/s",
-         "manual/autodiff", "manual/best PyTorch", "compile s m / a / torch"],
+        ["model", "batch x image", "manual img/s", "autodiff img/s", "primitive img/s", f"{torch_label} img/s",
+         "torch.compile img/s", "manual/autodiff", "primitive/manual", "manual/best PyTorch",
+         "compile s m / a / p / torch"],
         table,
     )  # fmt: skip
 
@@ -136,7 +143,7 @@ def roofline_table(rows: list[dict]) -> str:
     steps = [r for r in rows if r["section"] == "step"]
     table = []
     for name in dict.fromkeys(r["name"] for r in steps):
-        found = [_find(steps, name=name, variant=v) for v in ("manual", "autodiff", "pytorch")]
+        found = [_find(steps, name=name, variant=v) for v in ("manual", "autodiff", "primitive", "pytorch")]
         flops = next((r["flops_per_image"] for r in found if r and r.get("flops_per_image")), None)
         cells = []
         for r in found:
@@ -150,7 +157,7 @@ def roofline_table(rows: list[dict]) -> str:
     title = (f"Roofline: float32 {matmuls[0]['shape']} matmul GFLOP/s: {rates}; a step's GFLOP/s counts the FLOPs "
              f"of the autodiff step's jaxpr for every column, (%) of the peak {peak['gflops']:,.0f}" if peak else
              f"Roofline: matmul {rates}")  # fmt: skip
-    header = ["model", "MFLOP/image", "manual GFLOP/s", "autodiff GFLOP/s", "PyTorch GFLOP/s"]
+    header = ["model", "MFLOP/image", "manual GFLOP/s", "autodiff GFLOP/s", "primitive GFLOP/s", "PyTorch GFLOP/s"]
     return title + "\n" + format_table(header, table)
 
 
@@ -158,7 +165,7 @@ def epoch_table(rows: list[dict]) -> str:
     epochs = [r for r in rows if r["section"] == "epoch"]
     table = []
     for name in dict.fromkeys(r["name"] for r in epochs):
-        for impl in ("manual", "autodiff"):
+        for impl in ("manual", "autodiff", "primitive"):
             scan = _find(epochs, name=name, variant=f"{impl} scan")
             loop = _find(epochs, name=name, variant=f"{impl} loop")
             if scan and loop:
@@ -253,7 +260,7 @@ def plot(path: Path, meta: dict, rows: list[dict]) -> None:
     epochs = [r for r in rows if r["section"] == "epoch"]
     labels, speed = [], []
     for name in dict.fromkeys(r["name"] for r in epochs):
-        for impl in ("manual", "autodiff"):
+        for impl in ("manual", "autodiff", "primitive"):
             scan = _find(epochs, name=name, variant=f"{impl} scan")
             loop = _find(epochs, name=name, variant=f"{impl} loop")
             if scan and loop:
