@@ -52,7 +52,7 @@ def parse_args(argv):
     p.add_argument("--epochs", type=int, default=None, help="the same number of epochs for every model")
     p.add_argument("--quick", action="store_true", help="1 epoch on train_subset=2048, test_subset=512")
     p.add_argument("--batch-size", type=int, default=None, help="default: the model's recipe, else TrainConfig's")
-    p.add_argument("--impl", default="manual", choices=("manual", "autodiff"))
+    p.add_argument("--impl", default="manual", choices=("manual", "autodiff", "primitive"))
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "experiments", help="runs go to RUNS_DIR/<model>")
     p.add_argument("--json", type=Path, default=None, help="default RUNS_DIR/train_models.json")

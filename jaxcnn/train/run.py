@@ -61,12 +61,13 @@ def default_epoch_mode(impl: str | None = None) -> str:
     into it, but inside a while loop (the epoch as one lax.scan) it emits them as generic loops. JAX's own
     kernel gradient (impl="autodiff") has such a form, so its scan runs 3-30x slower than a Python loop of
     jitted steps; the manual backward writes every convolution in NHWC/HWIO form and its scan is faster than
-    the loop (no per-step dispatch). On CPU: "scan" for impl="manual", else "loop" (also when impl is not
-    given); on GPU/TPU one program per epoch saves the dispatch.
+    the loop (no per-step dispatch). impl="primitive" runs the same delta functions (as transpose rules), so
+    its backward has the same form. On CPU: "scan" for impl="manual" and "primitive", else "loop" (also when
+    impl is not given); on GPU/TPU one program per epoch saves the dispatch.
     """
     if jax.default_backend() != "cpu":
         return "scan"
-    return "scan" if impl == "manual" else "loop"
+    return "scan" if impl in ("manual", "primitive") else "loop"
 
 
 def prepare_run_dir(cfg: TrainConfig) -> Path:
