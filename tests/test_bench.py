@@ -262,13 +262,14 @@ def test_roofline_table_divides_by_the_fastest_matmul():
     rows = [
         row("roofline", "matmul 64", "jax", 400.0), row("roofline", "matmul 64", "pytorch", 200.0),
         row("step", "m", "manual", 100.0, flops_per_image=2.5e6), row("step", "m", "autodiff", 50.0, flops_per_image=2.5e6),
+        row("step", "m", "primitive", 104.0, flops_per_image=2.5e6),
         {"section": "step", "name": "m", "shape": "s", "variant": "pytorch", "batch": 1, "status": "missing"},
         {"section": "step", "name": "uncounted", "shape": "s", "variant": "manual", "batch": 1, "median_s": 1.0},
     ]  # fmt: skip
     text = report.roofline_table(rows)
     assert report.roofline_peak(rows)["variant"] == "jax"
     line = next(line for line in text.splitlines() if line.startswith("m "))
-    assert line.split()[1:] == ["2.50", "100", "(25%)", "50", "(12%)", "-"], line
+    assert line.split()[1:] == ["2.50", "100", "(25%)", "50", "(12%)", "104", "(26%)", "-"], line
     assert "jax 400, pytorch 200" in text and "peak 400" in text
     uncounted = next(line for line in text.splitlines() if line.startswith("uncounted"))
-    assert uncounted.split()[1:] == ["-", "-", "-", "-"], uncounted  # no FLOP count from the backend: no rate
+    assert uncounted.split()[1:] == ["-", "-", "-", "-", "-"], uncounted  # no FLOP count from the backend: no rate
