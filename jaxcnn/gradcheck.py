@@ -555,14 +555,14 @@ def run_forward(
     unknown = sorted(set(case_names or ()) - set(cases))
     if unknown:
         raise ValueError(f"unknown op case(s) {unknown}; choose from {sorted(cases)}")
-    checks = [(name, cases[name]) for name in (cases if case_names is None else case_names)]
+    checks = [(name, lambda name=name: cases[name]) for name in (cases if case_names is None else case_names)]
     if models:
         from jaxcnn.models import gradcheck_case  # models build on ops; imported only when asked for
 
-        checks += [(f"model {name}", gradcheck_case(name)) for name in models]
+        checks += [(f"model {name}", lambda name=name: gradcheck_case(name)) for name in models]
     rows = []
-    for name, (loss, args, names) in checks:
-        found = compare_forward(name, loss, args, names, directions=directions)
+    for name, build in checks:
+        found = compare_forward(name, *build(), directions=directions)
         if progress is not None:
             progress(name, found)
         rows += found
