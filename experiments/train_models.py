@@ -1,7 +1,7 @@
 """Train the models of RECIPES on Fashion-MNIST and tabulate size, speed and test accuracy.
 
     .venv/bin/python experiments/train_models.py                      # every model of RECIPES, its epochs
-    .venv/bin/python experiments/train_models.py --models lenet5 seed004 --epochs 2
+    .venv/bin/python experiments/train_models.py --models lenet5 two_filters_4x4 --epochs 2
     .venv/bin/python experiments/train_models.py --quick              # 1 epoch on 2048 / 512 images
 
 Each model is trained by ``jaxcnn.train.train(TrainConfig(...))`` with its recipe (RECIPES below, on top of
@@ -13,7 +13,7 @@ included), training images/s of the last epoch, final test accuracy; and writes 
 (--json, default runs/experiments/train_models.json).
 
 Time on the 2-core CPU: --quick under a minute (images/s then includes compilation); the full run about an
-hour: lenet5 about 1 min 45 s (30 epochs), lenet5_classic about 2.5 min, seed003 and seed004 under 20 s each,
+hour: lenet5 about 1 min 45 s (30 epochs), lenet5_classic about 2.5 min, single_kernel_14x14 and two_filters_4x4 under 20 s each,
 cnn_small about 50 s per epoch (15 epochs, 13 min), cnn_small_bn about 2.5 min per epoch (8 epochs). Like
 ``python -m jaxcnn`` it prefers Eigen's CPU convolutions (jaxcnn.xla_flags).
 """
@@ -37,8 +37,8 @@ from jaxcnn.xla_flags import prefer_eigen_convolutions
 RECIPES = {
     "lenet5": dict(epochs=30, batch_size=64, learning_rate=2e-3, flip=True, crop_pad=1),
     "lenet5_classic": dict(epochs=10, flip=True),
-    "seed003": dict(epochs=5),
-    "seed004": dict(epochs=5),
+    "single_kernel_14x14": dict(epochs=5),
+    "two_filters_4x4": dict(epochs=5),
     "cnn_small": dict(epochs=15, batch_size=64, flip=True, crop_pad=2, weight_decay=1e-3),
     "cnn_small_bn": dict(epochs=8, batch_size=64, flip=True, crop_pad=2, weight_decay=1e-3),
 }
@@ -48,7 +48,7 @@ QUICK = dict(epochs=1, train_subset=2048, test_subset=512)
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=list(RECIPES), choices=list(MODELS), metavar="MODEL",
-                   help="default: the models of RECIPES (experiments/zoo.py trains the seed-002 architectures)")
+                   help="default: the models of RECIPES (experiments/zoo.py trains the classic architectures)")
     p.add_argument("--epochs", type=int, default=None, help="the same number of epochs for every model")
     p.add_argument("--quick", action="store_true", help="1 epoch on train_subset=2048, test_subset=512")
     p.add_argument("--batch-size", type=int, default=None, help="default: the model's recipe, else TrainConfig's")

@@ -1,4 +1,4 @@
-"""Train every architecture of seed 002 (jaxcnn.models.ZOO) on Fashion-MNIST and compare them.
+"""Train every classic architecture (jaxcnn.models.ZOO: LeNet-5 to DenseNet) on Fashion-MNIST and compare them.
 
     .venv/bin/python experiments/zoo.py                  # every architecture with its recipe (ZOO_RECIPES)
     .venv/bin/python experiments/zoo.py --quick          # 1 epoch on 2048 / 512 images: checks the pipeline
@@ -160,7 +160,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax_speed.set_xscale("log")
     ax_speed.set_xlabel("training images/s (one jitted step)")
     ax_speed.legend(fontsize=8)
-    fig.suptitle("seed-002 architectures on Fashion-MNIST, impl=manual")
+    fig.suptitle("classic architectures on Fashion-MNIST, impl=manual")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -176,7 +176,7 @@ def main(argv=None) -> list[dict]:
         how = "reused from its run directory" if r["reused_run"] else "trained"
         print(f"{name}: {r['epochs']} epoch(s), {r['train_s']:.1f} s of training ({how}), test accuracy {r['test_accuracy']:.4f}", flush=True)
     print_table(
-        f"{args.dataset}: seed-002 architectures, impl=manual, recipes ZOO_RECIPES"
+        f"{args.dataset}: classic architectures, impl=manual, recipes ZOO_RECIPES"
         + (" (--quick: 2048 train / 512 test images)" if args.quick else ""),
         ["model", "params", "img/s manual", "img/s autodiff", "manual/autodiff", "epochs", "train s", "wall s", "test acc"],
         [[r["model"], r["params"], r["images_per_s_manual"], r["images_per_s_autodiff"],

@@ -11,7 +11,7 @@ Layers that keep state or draw randomness (batch norm's running statistics, drop
 and nothing is hidden: the caller passes the state in and gets the new state back, with an explicit PRNG key
 in training mode. Params are plain pytrees (dicts of arrays). ``serial`` composes layers, splitting the PRNG
 key per layer, and can add a zero "tap" to every layer's output: the gradient of the loss w.r.t. the taps is
-each layer's residual map delta = dE/d(output), the quantity the seeds draw. ``Residual`` and ``Concat``
+each layer's residual map delta = dE/d(output), the quantity Bouvrie 2006 derives. ``Residual`` and ``Concat``
 combine serial branches (ResNet, GoogLeNet, DenseNet); they are stateful layers whose state nests their
 branches' states.
 """

@@ -1,6 +1,6 @@
 """The scripts in experiments/ run end to end in-process (--quick, or in full where cheap) and print their tables.
 
-Each script's ``main(argv)`` prints its tables and returns the numbers behind them; the seed examples'
+Each script's ``main(argv)`` prints its tables and returns the numbers behind them; the worked examples'
 hand computations are asserted here (net_o11 == 1, the double-loop kernel gradient == the manual one, ...).
 The whole file takes about a minute on 2 CPU cores.
 """
@@ -17,7 +17,7 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 sys.path.insert(0, str(EXPERIMENTS))  # the scripts import their helpers as ``from _common import ...``
 
 import compare_gradients  # noqa: E402
-import seed_examples  # noqa: E402
+import worked_examples  # noqa: E402
 import shape_sweep  # noqa: E402
 import train_models  # noqa: E402
 
@@ -38,7 +38,7 @@ def table_rows(text: str, first_cells: list[str]) -> dict[str, list[str]]:
 
 @needs_data
 def test_train_models_quick(tmp_path, capsys):
-    names = ["seed004", "lenet5"]
+    names = ["two_filters_4x4", "lenet5"]
     argv = ["--quick", "--models", *names, "--runs-dir", str(tmp_path), "--json", str(tmp_path / "t.json")]
     rows = train_models.main(argv)
     printed = table_rows(capsys.readouterr().out, names)
@@ -56,18 +56,18 @@ def test_train_models_quick(tmp_path, capsys):
 def test_compare_gradients_quick(capsys):
     result = compare_gradients.main(["--quick", "--repeats", "3"])
     out = capsys.readouterr().out
-    assert [r["model"] for r in result["float64"]] == ["seed004", "lenet5"]
+    assert [r["model"] for r in result["float64"]] == ["two_filters_4x4", "lenet5"]
     for r in result["float64"]:
         assert r["ok"] and r["rel_manual_autodiff"] < 1e-10 and r["rel_manual_fd"] < 1e-6
     for r in result["float32"]:
         assert r["ms_manual"] > 0 and r["ms_autodiff"] > 0
-    assert out.count("\nseed004 ") == 2 and out.count("\nlenet5 ") == 2  # one row in each table
+    assert out.count("\ntwo_filters_4x4 ") == 2 and out.count("\nlenet5 ") == 2  # one row in each table
 
 
-def test_seed_examples(capsys):
-    result = seed_examples.main([])
+def test_worked_examples(capsys):
+    result = worked_examples.main([])
     out = capsys.readouterr().out
-    s004, s003, s000 = result["004"], result["003"], result["000"]
+    s004, s003, s000 = result["4x4"], result["14x14"], result["subsampling"]
     assert s004["net_o11"] == 1.0 and s004["out_o11"] == 1.0
     assert "= 1*1 + 0*(-1) + 1*1 + 1*(-1) = 1" in out
     assert max(s004["diffs"].values()) < 1e-12

@@ -14,7 +14,7 @@ from jaxcnn.models import MODELS
 
 
 def test_command_passes_on_the_ops_and_a_model(capsys):
-    assert main(["gradcheck", "--ops", "conv2d", "max_pool 3x3/2", "--models", "seed004", "--no-timing"]) == 0
+    assert main(["gradcheck", "--ops", "conv2d", "max_pool 3x3/2", "--models", "two_filters_4x4", "--no-timing"]) == 0
     out = capsys.readouterr().out
     assert "conv2d" in out and "params/01_conv/w" in out and "within tolerance" in out
 

@@ -1,8 +1,9 @@
 """Models (``jaxcnn.models.get_model(name)``): each a ``serial`` network plus its input shape and loss.
 
-Every model takes NHWC batches of 28x28x1 images (Fashion-MNIST, MNIST, KMNIST) by default; the seed-002
-architectures (alexnet, vgg, googlenet, resnet, densenet) also take 32x32x3 (CIFAR-10) via ``input_shape``,
-the seed toys first mean-pool the image down to the seed's own size.
+Every model takes NHWC batches of 28x28x1 images (Fashion-MNIST, MNIST, KMNIST) by default; the architectures
+after LeNet-5 (AlexNet, Krizhevsky et al. 2012; VGG, Simonyan & Zisserman 2014; GoogLeNet, Szegedy et al. 2014;
+ResNet, He et al. 2015; DenseNet, Huang et al. 2016) also take 32x32x3 (CIFAR-10) via ``input_shape``; the two
+worked examples (``single_kernel_14x14``, ``two_filters_4x4``) first mean-pool the image down to their own size.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ from jaxcnn.models.googlenet import googlenet
 from jaxcnn.models.lenet import lenet5, lenet5_classic
 from jaxcnn.models.model import Model
 from jaxcnn.models.resnet import resnet
-from jaxcnn.models.seeds import seed003, seed004
+from jaxcnn.models.worked_examples import single_kernel_14x14, two_filters_4x4
 from jaxcnn.models.vgg import cnn_small, vgg
 
 MODELS: dict[str, Callable[..., Model]] = {
     "lenet5": lenet5,
     "lenet5_classic": lenet5_classic,
-    "seed003": seed003,
-    "seed004": seed004,
+    "single_kernel_14x14": single_kernel_14x14,
+    "two_filters_4x4": two_filters_4x4,
     "cnn_small": cnn_small,
     "cnn_small_bn": functools.partial(cnn_small, batch_norm=True),
     "alexnet": alexnet,
@@ -40,7 +41,7 @@ MODELS: dict[str, Callable[..., Model]] = {
     "densenet": densenet,
 }
 
-# The architectures of seed 002, one entry each (experiments/zoo.py trains these).
+# The classic architectures, one entry each (experiments/zoo.py trains these).
 ZOO = ("lenet5", "alexnet", "vgg", "googlenet", "resnet20", "densenet")
 
 
