@@ -41,9 +41,6 @@ MODELS: dict[str, Callable[..., Model]] = {
     "densenet": densenet,
 }
 
-# The classic architectures, one entry each (experiments/zoo.py trains these).
-ZOO = ("lenet5", "alexnet", "vgg", "googlenet", "resnet20", "densenet")
-
 
 def get_model(name: str, num_classes: int = 10, input_shape: tuple[int, int, int] | None = None) -> Model:
     """The model called ``name``; ``input_shape`` (H, W, C) for the models built for any image size."""
