@@ -25,6 +25,7 @@ import jax.numpy as jnp
 
 from _common import print_table
 from jaxcnn import gradcheck
+from jaxcnn.launch import set_up
 from jaxcnn.models import MODELS, get_model, gradcheck_case
 
 IMPLS = ("manual", "autodiff")
@@ -98,4 +99,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    set_up()  # tcmalloc and XLA flags, as python -m jaxcnn does
     main()

@@ -64,4 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from jaxcnn.launch import set_up
+
+    set_up()  # tcmalloc and XLA flags, as python -m jaxcnn does
     sys.exit(main())

@@ -15,7 +15,7 @@ included), training images/s of the last epoch, final test accuracy; and writes 
 Time on the 2-core CPU: --quick under a minute (images/s then includes compilation); the full run about an
 hour: lenet5 about 1 min 45 s (30 epochs), lenet5_classic about 2.5 min, single_kernel_14x14 and two_filters_4x4 under 20 s each,
 cnn_small about 50 s per epoch (15 epochs, 13 min), cnn_small_bn about 2.5 min per epoch (8 epochs). Like
-``python -m jaxcnn`` it prefers Eigen's CPU convolutions (jaxcnn.xla_flags).
+``python -m jaxcnn`` it starts with ``jaxcnn.launch.set_up()`` (tcmalloc, Eigen's CPU convolutions).
 """
 
 from __future__ import annotations
@@ -29,13 +29,12 @@ from pathlib import Path
 import jax
 
 from _common import REPO, print_table
-from jaxcnn.host_memory import run_on_tcmalloc
 from jaxcnn import configs
 from jaxcnn.configs.quick import OVERRIDES as QUICK
+from jaxcnn.launch import set_up
 from jaxcnn.models import MODELS as ALL_MODELS
 from jaxcnn.models import get_model
 from jaxcnn.train import train
-from jaxcnn.xla_flags import prefer_eigen_convolutions
 
 # The models this script trains by default (experiments/zoo.py trains the classic architectures).
 MODELS = ("lenet5", "lenet5_classic", "single_kernel_14x14", "two_filters_4x4", "cnn_small", "cnn_small_bn")
@@ -83,7 +82,6 @@ def train_one(name: str, args) -> dict:
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
-    prefer_eigen_convolutions()
     rows = []
     for name in args.models:
         rows.append(train_one(name, args))
@@ -105,5 +103,5 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    run_on_tcmalloc()  # as python -m jaxcnn does
+    set_up()  # tcmalloc and XLA flags, as python -m jaxcnn does
     main()

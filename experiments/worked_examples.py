@@ -27,6 +27,7 @@ import numpy as np
 
 from _common import compare, print_table, show
 from jaxcnn import ops
+from jaxcnn.launch import set_up
 from jaxcnn.models import get_model
 
 # ---------------------------------------------------------------- the 4x4 two-filter CNN
@@ -260,4 +261,5 @@ def _max_diff(section: dict) -> float:
 
 
 if __name__ == "__main__":
+    set_up()  # tcmalloc and XLA flags, as python -m jaxcnn does
     main()

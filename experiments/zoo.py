@@ -35,13 +35,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from _common import REPO, print_table
-from jaxcnn.host_memory import run_on_tcmalloc
 from jaxcnn import configs
 from jaxcnn.configs.quick import OVERRIDES as QUICK
+from jaxcnn.launch import set_up
 from jaxcnn.models import get_model
 from jaxcnn.train import TrainConfig, init_state, make_optimizer, make_train_step, train
 from jaxcnn.train.run import MetricsLog
-from jaxcnn.xla_flags import prefer_eigen_convolutions
 
 # The classic architectures, one entry each: LeCun et al. 1998, Krizhevsky et al. 2012, Simonyan & Zisserman 2014,
 # Szegedy et al. 2014, He et al. 2015, Huang et al. 2016. Each trains with the recipe of its name (jaxcnn.configs).
@@ -162,7 +161,6 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
-    prefer_eigen_convolutions()
     rows = []
     for name in args.models:
         rows.append(train_one(name, args))
@@ -186,5 +184,5 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    run_on_tcmalloc()  # as python -m jaxcnn does
+    set_up()  # tcmalloc and XLA flags, as python -m jaxcnn does
     main()
