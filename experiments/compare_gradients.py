@@ -3,7 +3,7 @@
     .venv/bin/python experiments/compare_gradients.py            # all models, 20 timing repetitions
     .venv/bin/python experiments/compare_gradients.py --quick    # two_filters_4x4 and lenet5, 5 repetitions
 
-Table 1 (float64, batch 2, ``jaxcnn.gradcheck.compare`` on ``jaxcnn.models.gradcheck_case``), one row per
+Table 1 (float64, batch 2, ``jaxcnn.gradcheck.compare`` on ``jaxcnn.gradcheck.model_case``), one row per
 model: the largest relative error over all gradient leaves (every parameter and the input x) of manual vs
 autodiff, of each impl vs central finite differences, and each impl's forward+backward milliseconds.
 Table 2 (float32, batch 128, random images and labels): the median over repetitions of one call of
@@ -26,13 +26,13 @@ import jax.numpy as jnp
 from _common import print_table
 from jaxcnn import gradcheck
 from jaxcnn.launch import set_up
-from jaxcnn.models import MODELS, get_model, gradcheck_case
+from jaxcnn.models import MODELS, get_model
 
 IMPLS = ("manual", "autodiff")
 
 
 def float64_row(name: str) -> dict:
-    loss, args, names = gradcheck_case(name)
+    loss, args, names = gradcheck.model_case(name)
     # jit each impl's loss: compare's jax.grad then compiles one program instead of every op on its own
     rows = gradcheck.compare(name, lambda impl: jax.jit(loss(impl)), args, names)
     return {

@@ -366,7 +366,33 @@ def run(
     for name in cases if case_names is None else case_names:
         rows += check(name, *cases[name])
     for model_name in models:
-        from jaxcnn.models import gradcheck_case  # models build on ops; imported only when asked for
-
-        rows += check(f"model {model_name}", *gradcheck_case(model_name))
+        rows += check(f"model {model_name}", *model_case(model_name))
     return rows
+
+
+def model_case(
+    name: str, batch: int = 2, input_shape: tuple[int, int, int] | None = None
+) -> tuple[LossFactory, tuple, tuple[str, str]]:
+    """(loss factory, (params, x), names) for :func:`compare`: the whole model ``jaxcnn.models.get_model(name)``
+    in float64 on a small batch (and, for the models that take any image size, optionally small images).
+
+    The loss is the training-mode one (batch statistics, a fixed dropout key), the mode whose backward trains.
+    """
+    from jaxcnn.models import get_model  # models build on ops; imported only when asked for
+
+    model = get_model(name, input_shape=input_shape)
+    key = jax.random.PRNGKey(0)
+    params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), model.init(key))
+    state = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), model.init_state())
+    x = jax.random.uniform(jax.random.fold_in(key, 1), (batch, *model.input_shape), jnp.float64)
+    labels = jnp.arange(batch) % model.num_classes
+    dropout_key = jax.random.fold_in(key, 2)
+
+    def loss_factory(impl):
+        def loss(p, x):
+            outputs, _ = model.forward(p, state, x, impl=impl, train=True, key=dropout_key)
+            return model.loss_from_outputs(outputs, labels, impl=impl)
+
+        return loss
+
+    return loss_factory, (params, x), ("params", "x")

@@ -12,9 +12,6 @@ import functools
 import inspect
 from typing import Callable
 
-import jax
-import jax.numpy as jnp
-
 from jaxcnn.models.alexnet import alexnet
 from jaxcnn.models.densenet import densenet
 from jaxcnn.models.googlenet import googlenet
@@ -55,27 +52,3 @@ def get_model(name: str, num_classes: int = 10, input_shape: tuple[int, int, int
             raise ValueError(f"model {name!r} takes {built.input_shape} images only, got input_shape {tuple(input_shape)}")
         return built
     return factory(num_classes, input_shape=tuple(input_shape))
-
-
-def gradcheck_case(name: str, batch: int = 2, input_shape: tuple[int, int, int] | None = None):
-    """(loss factory, (params, x), names) for jaxcnn.gradcheck: the whole model in float64 on a small batch
-    (and, for the models that take any image size, optionally small images).
-
-    The loss is the training-mode one (batch statistics, a fixed dropout key), the mode whose backward trains.
-    """
-    model = get_model(name, input_shape=input_shape)
-    key = jax.random.PRNGKey(0)
-    params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), model.init(key))
-    state = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), model.init_state())
-    x = jax.random.uniform(jax.random.fold_in(key, 1), (batch, *model.input_shape), jnp.float64)
-    labels = jnp.arange(batch) % model.num_classes
-    dropout_key = jax.random.fold_in(key, 2)
-
-    def loss_factory(impl):
-        def loss(p, x):
-            outputs, _ = model.forward(p, state, x, impl=impl, train=True, key=dropout_key)
-            return model.loss_from_outputs(outputs, labels, impl=impl)
-
-        return loss
-
-    return loss_factory, (params, x), ("params", "x")
