@@ -118,3 +118,38 @@ def test_zoo_reuses_a_finished_run_of_the_same_recipe_only(tmp_path, capsys):
     assert "reused from its run directory" in capsys.readouterr().out
     (other,) = zoo.main([*argv, "--reuse", "--epochs", "2"])  # another recipe: trained again, not reused
     assert not other["reused_run"] and other["epochs"] == 2
+
+
+def test_program_fingerprints_hash_the_computations_not_an_empty_string(tmp_path, capsys):
+    """Regression: with the location tables before the computations (jaxlib 0.10) every case hashed to
+    sha1("\\n"), so any two commits compared equal."""
+    import hashlib
+
+    import jax
+    import jax.numpy as jnp
+
+    import program_fingerprints as pf
+
+    def hlo(f):
+        return jax.jit(f).lower(jnp.ones(3)).compile().as_text()
+
+    sin_twice = hlo(lambda x: jnp.sin(x) * 2)
+    sin_twice_elsewhere = hlo(
+        lambda x: jnp.sin(x) * 2  # the same program from another source line
+    )
+    cos_twice = hlo(lambda x: jnp.cos(x) * 2)
+    assert pf.fingerprint(sin_twice) == pf.fingerprint(sin_twice_elsewhere) != pf.fingerprint(cos_twice)
+    assert pf.fingerprint(sin_twice) not in (hashlib.sha1(b).hexdigest()[:16] for b in (b"", b"\n"))
+    assert "sine(" in pf.program_text(sin_twice) and "FileNames" not in pf.program_text(sin_twice)
+    # the tables after the computations (older jaxlib) give the same text
+    body = pf.program_text(sin_twice)
+    tables = "FileNames\n1 \"<string>\"\n\nStackFrames\n1 {file_location_id=1 parent_frame_id=1}\n"
+    assert pf.program_text(f"HloModule m, is_scheduled=true\n\n{body}\n\n{tables}") == body
+    with pytest.raises(ValueError, match="no ENTRY computation"):
+        pf.fingerprint(f"HloModule m\n\n{tables}")
+
+    before, after = tmp_path / "before.json", tmp_path / "after.json"
+    before.write_text(json.dumps({"a": "1", "b": "2"}))
+    after.write_text(json.dumps({"a": "1", "b": "3"}))
+    assert pf.main(["--diff", str(before), str(after)]) == 1
+    assert "1 of 2 programs changed" in capsys.readouterr().out
