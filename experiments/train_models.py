@@ -38,6 +38,7 @@ from jaxcnn.train import train
 
 # The models this script trains by default (experiments/zoo.py trains the classic architectures).
 MODELS = ("lenet5", "lenet5_classic", "single_kernel_14x14", "two_filters_4x4", "cnn_small", "cnn_small_bn")
+QUICK_WORDS = ", ".join(f"{k}={v}" for k, v in QUICK.items())  # what --quick changes, in words
 
 
 def parse_args(argv):
@@ -45,7 +46,7 @@ def parse_args(argv):
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(ALL_MODELS), metavar="MODEL",
                    help="default: the models of MODELS (experiments/zoo.py trains the classic architectures)")
     p.add_argument("--epochs", type=int, default=None, help="the same number of epochs for every model")
-    p.add_argument("--quick", action="store_true", help="1 epoch on train_subset=2048, test_subset=512")
+    p.add_argument("--quick", action="store_true", help=f"each recipe with {QUICK_WORDS} (configs.quick)")
     p.add_argument("--batch-size", type=int, default=None, help="default: the model's recipe, else TrainConfig's")
     p.add_argument("--impl", default="manual", choices=("manual", "autodiff"))
     p.add_argument("--dataset", default="fashion_mnist")
@@ -89,7 +90,7 @@ def main(argv=None) -> list[dict]:
         print(f"{name}: {r['epochs']} epoch(s) in {r['wall_s']:.1f} s, test accuracy {r['test_accuracy']:.4f}")
     print_table(
         f"{args.dataset}, impl={args.impl}, each model's recipe (jaxcnn.configs)"
-        + (" (--quick: 2048 train / 512 test images; images/s includes compilation)" if args.quick else ""),
+        + (f" (--quick: {QUICK_WORDS}; images/s includes compilation)" if args.quick else ""),
         ["model", "params", "epochs", "wall s", "images/s", "test acc"],
         [[r["model"], r["params"], r["epochs"], f"{r['wall_s']:.1f}", r["images_per_s"], f"{r['test_accuracy']:.4f}"]
          for r in rows],

@@ -47,13 +47,14 @@ from jaxcnn.train.run import MetricsLog
 ZOO = ("lenet5", "alexnet", "vgg", "googlenet", "resnet20", "densenet")
 # Fields that do not change what is trained; --reuse ignores them when it compares configs.
 BOOKKEEPING = ("run_dir", "resume", "overwrite", "plots", "progress", "log_every", "checkpoint_every", "eval_batch_size")
+QUICK_WORDS = ", ".join(f"{k}={v}" for k, v in QUICK.items())  # what --quick changes, in words
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=list(ZOO), choices=list(ZOO), metavar="MODEL")
     p.add_argument("--epochs", type=int, default=None, help="the same number of epochs for every architecture")
-    p.add_argument("--quick", action="store_true", help="1 epoch on train_subset=2048, test_subset=512")
+    p.add_argument("--quick", action="store_true", help=f"each recipe with {QUICK_WORDS} (configs.quick)")
     p.add_argument("--speed-batch", type=int, default=64, help="batch of the manual vs autodiff step timing")
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "zoo", help="runs go to RUNS_DIR/<model>")
@@ -169,7 +170,7 @@ def main(argv=None) -> list[dict]:
         print(f"{name}: {r['epochs']} epoch(s), {r['train_s']:.1f} s of training ({how}), test accuracy {r['test_accuracy']:.4f}", flush=True)
     print_table(
         f"{args.dataset}: classic architectures, impl=manual, recipes of jaxcnn.configs"
-        + (" (--quick: 2048 train / 512 test images)" if args.quick else ""),
+        + (f" (--quick: {QUICK_WORDS})" if args.quick else ""),
         ["model", "params", "img/s manual", "img/s autodiff", "manual/autodiff", "epochs", "train s", "wall s", "test acc"],
         [[r["model"], r["params"], r["images_per_s_manual"], r["images_per_s_autodiff"],
           f"{r['images_per_s_manual'] / r['images_per_s_autodiff']:.2f}", r["epochs"], f"{r['train_s']:.1f}",
