@@ -318,3 +318,19 @@ def test_gradient_descent_step_decreases_loss(impl):
         LABEL,
     )
     np.testing.assert_allclose(float(loss1), hand1["loss"], rtol=1e-13)
+
+
+def test_the_library_speaks_of_sources_not_seed_numbers():
+    """Model names and docstrings name what a thing is and where it comes from (LeCun et al. 1998, Bouvrie 2006,
+    Dumoulin & Visin 2016, ...), never the project's private "seed 00N" documents."""
+    import re
+    from pathlib import Path
+
+    from jaxcnn.models import MODELS
+
+    assert "two_filters_4x4" in MODELS and "single_kernel_14x14" in MODELS
+    pattern = re.compile(r"seed[ _-]?00\d|seeds'|the seed's", re.IGNORECASE)
+    root = Path(__file__).resolve().parent.parent
+    found = [f"{path.relative_to(root)}:{n}" for path in sorted((root / "jaxcnn").rglob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]  # fmt: skip
+    assert not found, found

@@ -1,4 +1,4 @@
-"""Max and mean pooling with their hand-derived backward passes (Bouvrie 2006; Dumoulin & Visin 2016 for the output sizes).
+"""Max and mean pooling with their hand-derived backward passes (Bouvrie 2006; sizes: Dumoulin & Visin 2016).
 
 x (N, H, W, C) -> (N, H_out, W_out, C), H_out = floor((H + lo + hi - window) / stride) + 1, stride
 defaulting to the window (non-overlapping). Pooling has no parameters, only a residual to pass down:

@@ -1,4 +1,4 @@
-"""LeNet/Bouvrie sub-sampling with a multiplicative bias, and the Kronecker up() it is built on (Bouvrie 2006, section 3.2).
+"""LeNet sub-sampling with a multiplicative bias, and the Kronecker up() it is built on (Bouvrie 2006, section 3.2).
 
     down(x)_j(u, v) = sum_{a, b < n} x_j(n u + a, n v + b)         n x n block sums (non-overlapping)
     up(x)           = x (kron) 1_{n x n}                             each value copied into an n x n block
