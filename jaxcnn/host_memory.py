@@ -10,8 +10,8 @@ also removed the faults, but the runtime's threads then queued on the one arena'
 10-15% slower, and peak RSS grew by up to 1.9x.)
 
 A process cannot change its malloc once it runs: ``run_on_tcmalloc`` re-executes the current command with
-tcmalloc preloaded (LD_PRELOAD). The programs call it first: ``python -m jaxcnn`` and the ``jaxcnn`` script, the
-experiment scripts that train or time, the benchmark's child processes. Debian's package libtcmalloc-minimal4
+tcmalloc preloaded (LD_PRELOAD). Every program calls it first, through ``jaxcnn.launch.set_up``: ``python -m
+jaxcnn`` and the ``jaxcnn`` script, the experiment scripts, the benchmark's child processes. Debian's package libtcmalloc-minimal4
 provides it (``make`` installs it); without it, or with JAXCNN_MALLOC=system, they run on the system malloc.
 """
 

@@ -18,7 +18,7 @@ def prefer_eigen_convolutions() -> None:
     """Add EIGEN_CONVOLUTIONS to XLA_FLAGS on jaxlib 0.10, unless XLA_FLAGS already sets ynn_fusion_type.
 
     XLA reads XLA_FLAGS once, when JAX starts its backend (the first computation, not ``import jax``): call
-    this before that. ``python -m jaxcnn`` and the training experiments do.
+    this before that. Every program does, through ``jaxcnn.launch.set_up``.
     """
     from jaxlib import version
 

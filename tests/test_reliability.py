@@ -46,9 +46,9 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 def flags(data_dir: Path, run_dir: Path) -> list[str]:
-    """A run of the seed-004 toy long enough to be interrupted: 3 epochs of 64 steps, checkpoints every 10."""
+    """A run of the two_filters_4x4 toy long enough to be interrupted: 3 epochs of 64 steps, checkpoints every 10."""
     return [
-        "--model", "seed004", "--dataset", "synthetic", "--data-dir", str(data_dir), "--run-dir", str(run_dir),
+        "--model", "two_filters_4x4", "--dataset", "synthetic", "--data-dir", str(data_dir), "--run-dir", str(run_dir),
         "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--epoch-mode", "loop", "--log-every", str(LOG_EVERY),
         "--checkpoint-every", str(CHECKPOINT_EVERY), "--no-plots", "--no-progress",
     ]  # fmt: skip
@@ -324,7 +324,7 @@ def test_stop_signals_outside_the_main_thread_change_nothing():
 
 def test_resume_command_gives_back_the_config():
     cfg = TrainConfig(
-        model="seed004", learning_rate=0.01, flip=True, plots=False, per_example_clip=0.5, data_dir="my data", epochs=3
+        model="two_filters_4x4", learning_rate=0.01, flip=True, plots=False, per_example_clip=0.5, data_dir="my data", epochs=3
     )
     words = shlex.split(resume_command(cfg, "runs/a b"))
     assert words[:4] == ["python", "-m", "jaxcnn", "train"]
@@ -333,7 +333,7 @@ def test_resume_command_gives_back_the_config():
 
 def test_same_config_and_seed_give_bitwise_identical_runs(data_dir, tmp_path):
     base = dict(
-        model="seed004", dataset="synthetic", data_dir=str(data_dir), epochs=2, train_subset=160, batch_size=BATCH,
+        model="two_filters_4x4", dataset="synthetic", data_dir=str(data_dir), epochs=2, train_subset=160, batch_size=BATCH,
         log_every=LOG_EVERY, epoch_mode="loop", flip=True, crop_pad=2, plots=False, progress=False,
     )  # fmt: skip
     for name, seed in (("a", 0), ("b", 0), ("seed1", 1)):
@@ -374,7 +374,7 @@ def test_divergence_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypat
 
     monkeypatch.setattr(run, "make_train_step", make_poisoned_step)
     cfg = TrainConfig(
-        model="seed004", dataset="synthetic", data_dir=str(data_dir), epochs=1, batch_size=BATCH, log_every=LOG_EVERY,
+        model="two_filters_4x4", dataset="synthetic", data_dir=str(data_dir), epochs=1, batch_size=BATCH, log_every=LOG_EVERY,
         checkpoint_every=2, epoch_mode="loop", plots=False, progress=False, run_dir=str(tmp_path / "run"),
     )  # fmt: skip
     with pytest.raises(run.TrainingDiverged, match=rf"became nan at step {bad_step}; the last good checkpoint is kept"):

@@ -11,9 +11,11 @@ from jaxcnn.train.config import config_from_args
 
 def main(argv: Sequence[str]) -> int:
     cfg = config_from_args(argv)
-    from jaxcnn.train.process_setup import configure
+    from jaxcnn.launch import set_up
 
-    configure(compilation_cache=cfg.compilation_cache, cache_dir=cfg.compilation_cache_dir, deterministic=cfg.deterministic)
+    # the program's first set_up (python -m jaxcnn) did malloc and XLA flags; this adds the run's own settings
+    set_up(reexec=False, compilation_cache=cfg.compilation_cache, cache_dir=cfg.compilation_cache_dir,
+           deterministic=cfg.deterministic)  # fmt: skip
     from jaxcnn.data import DataSourceNotFoundError
     from jaxcnn.train.interrupt import TrainingInterrupted
     from jaxcnn.train.run import TrainingDiverged, train

@@ -106,10 +106,23 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfi
 
 
 def config_from_args(argv: Sequence[str], cls: type = TrainConfig, prog: str = "jaxcnn train") -> Any:
+    """The config the flags give; with ``--config NAME`` (TrainConfig only) the recipe jaxcnn.configs.NAME,
+    whose fields the other flags override."""
     parser = argparse.ArgumentParser(prog=prog, description=cls.__doc__)
+    if cls is TrainConfig:
+        parser.add_argument("--config", metavar="NAME", help="start from this recipe of jaxcnn.configs")
     add_config_arguments(parser, cls)
-    args = parser.parse_args(argv)
+    recipe = parser.parse_known_args(argv)[0].config if cls is TrainConfig else None
+    if recipe is not None:
+        from jaxcnn import configs
+
+        try:
+            parser.set_defaults(**dataclasses.asdict(configs.get_config(recipe)))
+        except ValueError as err:
+            parser.error(str(err))
+    args = vars(parser.parse_args(argv))
+    args.pop("config", None)
     try:
-        return cls(**vars(args))
+        return cls(**args)
     except ValueError as err:
         parser.error(str(err))
