@@ -9,8 +9,12 @@ the run can save new checkpoints of those steps. Only when none restores is it a
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -41,6 +45,37 @@ def _reason(err: BaseException) -> str:
 
 def _warn(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _stderr_kept_on_success():
+    """Hold back what is written to the stderr descriptor meanwhile; write it out if the block succeeds, drop it if
+    it raises. A restore of a damaged checkpoint fails with one exception, reported in one line, but
+    tensorstore's reads still in flight then finish on orbax's closed event loop, and each prints a traceback
+    ("RuntimeError: Event loop is closed") from a thread, dozens in all, after the exception."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        failed = False
+        try:
+            yield
+        except BaseException:
+            failed = True
+            size, deadline = -1, time.monotonic() + 1.0
+            while time.monotonic() < deadline and os.fstat(held.fileno()).st_size != size:  # until the late prints end
+                size = os.fstat(held.fileno()).st_size
+                time.sleep(0.1)
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not failed:
+                held.seek(0)
+                text = held.read()
+                if text:
+                    os.write(2, text)
 
 
 class Checkpoints:
@@ -98,13 +133,15 @@ class Checkpoints:
         skipped: list[tuple[int, str]] = []
         for step in steps:
             try:
-                meta = self._meta(step)
+                with _stderr_kept_on_success():
+                    meta = self._meta(step)
             except Exception as err:  # noqa: BLE001 (any damage: try the next older one)
                 skipped.append((step, _reason(err)))
                 continue
             self._check_config(meta)
             try:
-                restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+                with _stderr_kept_on_success():
+                    restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
             except Exception as err:  # noqa: BLE001
                 skipped.append((step, _reason(err)))
                 continue

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -69,28 +70,32 @@ def _warn(message: str) -> None:
 
 class MetricsLog:
     """metrics.jsonl (jaxcnn.train.metrics_file) plus TensorBoard scalars; on resume, lines after the restored
-    step are dropped. The TensorBoard events are flushed before every checkpoint (``flush``), so after a kill
-    TensorBoard shows the steps metrics.jsonl shows.
+    step are dropped. ``flush`` (called before every checkpoint) puts the TensorBoard events on disk, so after
+    a kill TensorBoard shows the steps metrics.jsonl shows.
+
+    tensorboardX writes events from a queue in a thread, and its flush() does not wait for the queue: only
+    close() does. So ``flush`` closes the events file, and the next scalars go to a new one (the files of a
+    run directory sort in the order written: time, then pid and a counter in the name).
 
     Only one process writes (``enabled``); the others keep the records in memory.
     """
 
     def __init__(self, run_dir: Path, resume_step: int | None, enabled: bool = True):
         self.path = run_dir / "metrics.jsonl"
+        self.tb_dir = run_dir / "tb"
         self.enabled = enabled
         records = metrics_file.read(self.path, warn=_warn if enabled else None)
         if resume_step is not None:
             records = [r for r in records if r["step"] <= resume_step]
         self.records = records
         self.tb = None
+        # purge_step hides the TensorBoard events an interrupted run wrote after the checkpoint resumed from
+        self._purge_step = None if resume_step is None else resume_step + 1
+        self._tb_files = 0
         if not enabled:
             return
         # written whole, then renamed: a kill meanwhile leaves the old file whole
         atomic_files.write_text(self.path, "".join(json.dumps(r) + "\n" for r in records))
-        from tensorboardX import SummaryWriter
-
-        # purge_step hides the TensorBoard events an interrupted run wrote after the checkpoint resumed from
-        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=None if resume_step is None else resume_step + 1)
 
     @property
     def last_step(self) -> int:
@@ -100,6 +105,15 @@ class MetricsLog:
     def read(path: Path) -> list[dict]:
         return metrics_file.read(path, warn=_warn)
 
+    def _writer(self):
+        if self.tb is None:
+            from tensorboardX import SummaryWriter
+
+            suffix = f".{os.getpid()}.{self._tb_files:06d}"
+            self.tb = SummaryWriter(str(self.tb_dir), purge_step=self._purge_step, filename_suffix=suffix)
+            self._purge_step, self._tb_files = None, self._tb_files + 1
+        return self.tb
+
     def write(self, record: dict[str, Any]) -> None:
         self.records.append(record)
         if not self.enabled:
@@ -107,15 +121,15 @@ class MetricsLog:
         metrics_file.append(self.path, record)
         for key, value in record.items():
             if key not in ("step", "epoch") and isinstance(value, (int, float)):
-                self.tb.add_scalar(key, value, record["step"])
+                self._writer().add_scalar(key, value, record["step"])
 
     def flush(self) -> None:
         if self.tb is not None:
-            self.tb.flush()
+            self.tb.close()
+            self.tb = None
 
     def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+        self.flush()
 
 
 def load_split(cfg: TrainConfig, split: str, subset: int) -> data.Dataset:
@@ -336,9 +350,9 @@ class _Job:
         stop.check(saved=False)
         if primary and cfg.overwrite and not cfg.resume:
             self.claim.empty_for_overwrite()
-        self.checkpoints = checkpoints = Checkpoints(run_dir, cfg)
         prior: tuple[list[float], list[float]] = ([], [])  # losses, accuracies of the steps of a resumed epoch
         if cfg.resume:
+            self.checkpoints = checkpoints = Checkpoints(run_dir, cfg)
             restored = checkpoints.restore_latest(state)
             if restored is not None:
                 state = restored
@@ -351,6 +365,8 @@ class _Job:
             atomic_files.write_json(run_dir / "config.json", dataclasses.asdict(cfg))
             if cfg.standardize:
                 atomic_files.write_json(run_dir / "data.json", {"source": train_ds.source, "mean": mean, "std": std})
+        if self.checkpoints is None:  # a new run: checkpoints/ appears after config.json
+            self.checkpoints = checkpoints = Checkpoints(run_dir, cfg)
         self.log = log = MetricsLog(run_dir, int(state.step) if cfg.resume else None, enabled=primary)
         checkpoints.before_save = log.flush
 
@@ -461,18 +477,15 @@ class _Job:
     @staticmethod
     def final_metrics(log: MetricsLog, state: TrainState, evaluate) -> dict[str, Any]:
         """The final step's epoch-end line of metrics.jsonl; when it is missing (dropped as a torn line), the
-        test metrics evaluated again and written as that line, the training metrics of its last line kept."""
+        test metrics evaluated again and written as that line (the training loss of its steps is not kept in
+        an epoch-end checkpoint, so the line has none)."""
         step = int(state.step)
         for record in reversed(log.records):
             if record["step"] == step and "test_loss" in record:
                 return dict(record)
         test_loss, test_acc = evaluate(state)
-        last = log.records[-1] if log.records else {}
-        record = {
-            "step": step, "epoch": last.get("epoch", 0),
-            **{k: last[k] for k in ("train_loss", "train_accuracy") if k in last},
-            "test_loss": test_loss, "test_accuracy": test_acc,
-        }  # fmt: skip
+        epoch = log.records[-1]["epoch"] if log.records and "epoch" in log.records[-1] else 0
+        record = {"step": step, "epoch": epoch, "test_loss": test_loss, "test_accuracy": test_acc}
         log.write(record)
         return record
 
@@ -496,6 +509,14 @@ def check_data(cfg: TrainConfig, model: Model, train_ds: data.Dataset, test_ds: 
     height, width = train_ds.images.shape[1:3]
     if cfg.crop_pad >= min(height, width):
         raise ValueError(f"crop_pad {cfg.crop_pad} must be below the image size {height}x{width} (--crop-pad)")
+    try:  # shapes only: traces the forward pass, runs nothing
+        params = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+        x = jax.ShapeDtypeStruct((1, *model.input_shape), np.float32)
+        jax.eval_shape(lambda p, x: model.apply(p, x, state=model.init_state()), params, x)
+    except ValueError as err:
+        raise ValueError(
+            f"model {cfg.model!r} cannot take the {cfg.dataset} images of shape {model.input_shape}: {err}"
+        ) from None
 
 
 def write_plots(plots, model: Model, state: TrainState, records: list[dict], test_ds, run_dir: Path, impl: str) -> None:
