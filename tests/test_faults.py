@@ -13,6 +13,7 @@ import dataclasses
 import errno
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -303,7 +304,7 @@ def test_two_processes_started_together_on_one_directory(data_dir, tmp_path):
     import subprocess
     import sys
 
-    cfg = config(data_dir, tmp_path / "run", epochs=3)
+    cfg = config(data_dir, tmp_path / "run", epochs=2)
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     command = [sys.executable, "-m", "jaxcnn", "train", *flags(cfg)]
     procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -311,8 +312,8 @@ def test_two_processes_started_together_on_one_directory(data_dir, tmp_path):
     assert sorted(status for status, _ in results) == [0, 2], results
     loser = next(err for status, err in results if status == 2)
     assert "is in use by process" in loser or "already holds a run" in loser
-    assert [r["step"] for r in metrics(Path(cfg.run_dir))][-1] == 3 * STEPS
-    assert saved_steps(Path(cfg.run_dir))[-1] == 3 * STEPS
+    assert [r["step"] for r in metrics(Path(cfg.run_dir))][-1] == 2 * STEPS
+    assert saved_steps(Path(cfg.run_dir))[-1] == 2 * STEPS
 
 
 # ---------------------------------------------------------------- refusals write nothing
@@ -518,14 +519,19 @@ def test_two_sigterms_during_the_first_compilation_of_a_command(data_dir, tmp_pa
         [sys.executable, "-m", "jaxcnn", "train", *flags(cfg)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     deadline = time.monotonic() + 120
-    while not (Path(cfg.run_dir) / "config.json").exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)  # config.json is written just before the first step compiles
+    while not (Path(cfg.run_dir) / "metrics.jsonl").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)  # metrics.jsonl is written just before the first step compiles, which takes seconds
+    time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err[-3000:]
+    # 143; or, when the second signal came after the run had stopped and given the handlers back, the process
+    # ends by SIGTERM itself, which a shell reports as 143 too
+    assert proc.returncode in (143, -signal.SIGTERM), err[-3000:]
     assert "Traceback" not in err and "Segmentation" not in err
+    # Python runs a handler only between bytecodes: two signals that land in one call into XLA count as one
+    assert re.search(r"training stopped (at step 1; checkpoint saved|at once; the latest checkpoint \(none yet\))", err), err
     metrics_file.read(Path(cfg.run_dir) / "metrics.jsonl")
 
 
@@ -541,7 +547,7 @@ def test_two_sigterms_during_the_first_compilation_of_a_command(data_dir, tmp_pa
         ("--momentum", "nan", r"momentum must lie in \[0, 1\), got nan"),
         ("--momentum", "1", r"momentum must lie in \[0, 1\), got 1.0"),
         ("--weight-decay", "inf", "weight_decay must be finite and >= 0, got inf"),
-        ("--weight-decay", "-1e-4", "weight_decay must be finite and >= 0, got -0.0001"),
+        ("--weight-decay=-1e-4", None, "weight_decay must be finite and >= 0, got -0.0001"),
         ("--per-example-clip", "inf", "per_example_clip must be finite and > 0, got inf"),
         ("--seed", str(2**64), rf"seed must lie in \[0, 2\*\*32 - 1 = 4294967295\], got {2**64}"),
         ("--seed", "-1", r"seed must lie in \[0, 2\*\*32 - 1 = 4294967295\], got -1"),
@@ -552,11 +558,11 @@ def test_out_of_range_flags_are_one_line_errors(flag, value, message, capsys):
     from jaxcnn.train.config import config_from_args
 
     with pytest.raises(SystemExit) as exit_:
-        config_from_args([flag, value])
+        config_from_args([flag] if value is None else [flag, value])
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("jaxcnn train: error: ") and not any("Traceback" in line for line in err)  # usage, error
-    assert __import__("re").search(message, err[-1]), err[-1]
+    assert re.search(message, err[-1]), err[-1]
 
 
 def test_the_ends_of_the_ranges_are_accepted():
