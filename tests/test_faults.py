@@ -135,8 +135,8 @@ def test_a_whole_file_write_that_fails_keeps_the_old_file_and_no_temporary(tmp_p
 
 def test_a_kill_at_every_write_of_a_run_then_resume_equals_an_uninterrupted_run(data_dir, reference, tmp_path, monkeypatch):
     """The run directory as a kill would leave it before each write of a run (config.json, data.json, the
-    metrics rewrite, each metrics line, also torn halfway, each checkpoint, summary.json); each resumes to
-    bitwise the reference's parameters and metrics."""
+    metrics rewrite, each checkpoint, summary.json) and in the middle of each metrics line (half of it
+    written); each resumes to bitwise the reference's parameters and metrics."""
     live = tmp_path / "live"
     snapshots: list[Path] = []
 
@@ -154,8 +154,7 @@ def test_a_kill_at_every_write_of_a_run_then_resume_equals_an_uninterrupted_run(
         snapshot(Path(path).name)
         real_write_text(path, text)
 
-    def append(path, record):
-        snapshot(f"line-{record['step']}")
+    def append(path, record):  # the copy before the append is the torn one without its half line
         snapshot(f"torn-line-{record['step']}", json.dumps(record) + "\n")
         real_append(path, record)
 

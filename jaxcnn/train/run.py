@@ -4,10 +4,16 @@ Run directory layout:
     config.json        the TrainConfig
     metrics.jsonl      one JSON object per line: step, epoch, train_loss, train_accuracy, images_per_s;
                        at each epoch end also test_loss, test_accuracy
-    tb/                TensorBoard event files (tensorboardX)
+    tb/                TensorBoard event files (tensorboardX), closed at every checkpoint
     checkpoints/       orbax checkpoints of {params, opt_state, step} plus the config they belong to
+    checkpoints-unreadable/  checkpoints --resume found damaged and skipped (jaxcnn.train.checkpoints)
     *.png              loss/accuracy curves, first-layer kernels, feature maps and residual maps of one image
     summary.json       written last, when the run completes: the final metrics and the job's wall time
+    .jaxcnn.lock       while a run is going on: its lock (jaxcnn.train.run_lock)
+
+Whole files are replaced atomically (jaxcnn.train.atomic_files), metrics lines are appended and validated on
+read (jaxcnn.train.metrics_file), and nothing is written before every check that could refuse the run has
+passed (jaxcnn.train.run_dir); docs/guides/reliability.md says what this guarantees.
 """
 
 from __future__ import annotations
