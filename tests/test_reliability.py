@@ -281,8 +281,11 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(mode, data_dir, tmp_path, capfd
     assert saved_steps(run_dir)[-1] == step < TOTAL_STEPS
     _, _, meta = checkpoint(run_dir, step)
     assert len(meta["epoch_progress"]["losses"]) == step % STEPS_PER_EPOCH
-    if mode == "scan":
+    if mode == "scan":  # the message says when it stops: at the epoch's end (issue 19: it said "after the current step")
         assert step % STEPS_PER_EPOCH == 0 and metrics(run_dir)[-1]["step"] == step
+        assert f"SIGINT: stopping at the end of the current epoch (step {step}) with a checkpoint" in err
+    else:
+        assert "SIGINT: stopping after the current step with a checkpoint" in err
 
 
 def test_stop_signals_defer_the_first_signal_and_stop_at_once_on_the_second():
@@ -354,8 +357,8 @@ def test_data_order_depends_only_on_seed_and_epoch():
 
 
 def test_divergence_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
-    """A step whose loss and parameters turn NaN stops the run with that step named; the newest checkpoint
-    is the last one before it (checkpoints every 2 steps), with finite parameters."""
+    """A step whose loss and parameters turn NaN stops the run with that step and the checkpoint kept named;
+    the newest checkpoint is the last one before it (checkpoints every 2 steps), with finite parameters."""
     import jaxcnn.train.run as run
 
     bad_step = 7
@@ -377,7 +380,7 @@ def test_divergence_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypat
         model="two_filters_4x4", dataset="synthetic", data_dir=str(data_dir), epochs=1, batch_size=BATCH, log_every=LOG_EVERY,
         checkpoint_every=2, epoch_mode="loop", plots=False, progress=False, run_dir=str(tmp_path / "run"),
     )  # fmt: skip
-    with pytest.raises(run.TrainingDiverged, match=rf"became nan at step {bad_step}; the last good checkpoint is kept"):
+    with pytest.raises(run.TrainingDiverged, match=rf"became nan at step {bad_step}; the last good checkpoint \(step 6\) is kept"):
         train(cfg)
     assert saved_steps(tmp_path / "run") == [2, 4, 6]
     _, state, _ = checkpoint(tmp_path / "run")
