@@ -1,7 +1,7 @@
 """Nothing lost under faults (issue 19): a kill at every write, a full disk, a damaged checkpoint, signals in
 every phase, and the rules that refuse a run before it writes anything.
 
-Every run is the seed-004 toy on 32 synthetic images, batch 8: one epoch of 4 steps, a metrics line and a
+Every run is the two_filters_4x4 worked example on 32 synthetic images, batch 8: one epoch of 4 steps, a metrics line and a
 checkpoint every 2 steps. The runs are in this process (JAX starts once); a kill is simulated by copying the
 run directory at the moment it would land: after a SIGKILL, what is on disk is all that is left (the kernel
 also drops the lock, which the copy keeps as the stale file a killed run leaves).
@@ -42,7 +42,7 @@ def data_dir(tmp_path_factory) -> Path:
 
 def config(data_dir: Path, run_dir: Path, **overrides) -> TrainConfig:
     base = dict(
-        model="seed004", dataset="synthetic", data_dir=str(data_dir), run_dir=str(run_dir), epochs=1, batch_size=8,
+        model="two_filters_4x4", dataset="synthetic", data_dir=str(data_dir), run_dir=str(run_dir), epochs=1, batch_size=8,
         log_every=2, checkpoint_every=2, epoch_mode="loop", plots=False, progress=False,
     )  # fmt: skip
     return TrainConfig(**{**base, **overrides})
@@ -498,7 +498,7 @@ def test_signals_in_any_phase_end_cleanly_with_a_valid_directory(phase, signum, 
     monkeypatch.undo()
     run_dir = Path(cfg.run_dir)
     if run_dir.exists():  # what is there is whole: config, metrics, the newest checkpoint
-        assert json.loads((run_dir / "config.json").read_text())["model"] == "seed004"
+        assert json.loads((run_dir / "config.json").read_text())["model"] == "two_filters_4x4"
         metrics_file.read(run_dir / "metrics.jsonl")
         if saved_steps(run_dir):
             checkpoint(run_dir)
