@@ -228,6 +228,26 @@ def test_a_full_disk_inside_orbax_is_one_line_naming_the_file(data_dir, tmp_path
     ]
 
 
+def test_a_full_disk_is_found_in_orbax_and_tensorstore_errors():
+    """The forms measured on a 160 KiB tmpfs: orbax's OSError under its own exceptions, and tensorstore's
+    ValueError, whose message alone says ENOSPC."""
+    from jaxcnn.train.disk_full import find_disk_full
+
+    tensorstore = ValueError(
+        'RESOURCE_EXHAUSTED: Error writing local file "run/checkpoints/6.orbax-checkpoint-tmp/state/_sharding": '
+        "Failed to write 3320 bytes to file 7: No space left on device [os_error_code='28']"
+    )
+    assert find_disk_full(tensorstore).errno == errno.ENOSPC
+    try:
+        try:
+            raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+        except OSError:
+            raise RuntimeError("Save Finalize thread (save_finalize) failed.")  # noqa: B904 (a context, as orbax has)
+    except RuntimeError as wrapped:
+        assert find_disk_full(wrapped).errno == errno.EDQUOT
+    assert find_disk_full(ValueError("os_error_code='2'")) is None and find_disk_full(OSError(errno.EACCES, "x")) is None
+
+
 # ---------------------------------------------------------------- damaged checkpoints
 
 
