@@ -173,10 +173,12 @@ class Checkpoints:
         for step, why in skipped:
             source = self.run_dir / "checkpoints" / str(step)
             target = aside / str(step)
-            if target.exists():
-                shutil.rmtree(target)
-            if source.exists():
+            try:
+                if target.exists():
+                    shutil.rmtree(target)
                 source.rename(target)
+            except FileNotFoundError:
+                pass  # another process of a multi-process run moved it first
             self.warn(f"checkpoint {step} does not restore ({why}); skipped, moved to {target}")
         self.warn(f"resuming from checkpoint {resumed}, the newest that restores")
         self.manager = self._open()
