@@ -133,7 +133,7 @@ def test_a_whole_file_write_that_fails_keeps_the_old_file_and_no_temporary(tmp_p
 # ---------------------------------------------------------------- a kill at every write
 
 
-def test_a_kill_at_every_write_of_a_run_then_resume_equals_an_uninterrupted_run(data_dir, reference, tmp_path, monkeypatch):
+def test_a_kill_at_every_write_of_a_run_then_resume_equals_an_uninterrupted_run(data_dir, reference, tmp_path, monkeypatch, capfd):
     """The run directory as a kill would leave it before each write of a run (config.json, data.json, the
     metrics rewrite, each checkpoint, summary.json) and in the middle of each metrics line (half of it
     written); each resumes to bitwise the reference's parameters and metrics."""
@@ -174,6 +174,7 @@ def test_a_kill_at_every_write_of_a_run_then_resume_equals_an_uninterrupted_run(
         assert (copy / LOCK_NAME).exists(), "the stale lock a killed run leaves"
         train(config(data_dir, copy, resume=True))
         assert_same_as(copy, reference)
+    assert f"run directory {copy}: its lock was left by process {os.getpid()}" in capfd.readouterr().err
 
 
 # ---------------------------------------------------------------- a full disk
