@@ -590,3 +590,19 @@ def test_the_ends_of_the_ranges_are_accepted():
 
     cfg = config_from_args(["--seed", str(2**32 - 1), "--momentum", "0", "--weight-decay", "0", "--learning-rate", "1e-300"])
     assert (cfg.seed, cfg.momentum, cfg.weight_decay) == (2**32 - 1, 0.0, 0.0)
+
+
+def test_with_immediate_false_a_second_signal_waits_for_a_safe_point():
+    import time
+
+    from jaxcnn.train.interrupt import StopSignals, TrainingInterrupted
+
+    with StopSignals(immediate=False) as stop:
+        stop.when = "at the end of the current epoch (step 64) with a checkpoint"
+        for _ in range(3):  # none of these raises where it lands
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+        assert (stop.requested, stop.again) == (signal.SIGTERM, signal.SIGTERM)
+        with pytest.raises(TrainingInterrupted) as stopped:
+            stop.check_now()
+        assert not stopped.value.saved and stopped.value.exit_status == 143
