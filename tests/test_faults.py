@@ -133,7 +133,7 @@ def test_a_whole_file_write_that_fails_keeps_the_old_file_and_no_temporary(tmp_p
 # ---------------------------------------------------------------- a kill at every write
 
 
-def test_a_kill_at_every_write_of_a_run_then_resume_equals_an_uninterrupted_run(data_dir, reference, tmp_path, monkeypatch):
+def test_a_kill_at_every_write_of_a_run_then_resume_equals_an_uninterrupted_run(data_dir, reference, tmp_path, monkeypatch, capfd):
     """The run directory as a kill would leave it before each write of a run (config.json, data.json, the
     metrics rewrite, each checkpoint, summary.json) and in the middle of each metrics line (half of it
     written); each resumes to bitwise the reference's parameters and metrics."""
@@ -174,6 +174,7 @@ def test_a_kill_at_every_write_of_a_run_then_resume_equals_an_uninterrupted_run(
         assert (copy / LOCK_NAME).exists(), "the stale lock a killed run leaves"
         train(config(data_dir, copy, resume=True))
         assert_same_as(copy, reference)
+    assert f"run directory {copy}: its lock was left by process {os.getpid()}" in capfd.readouterr().err
 
 
 # ---------------------------------------------------------------- a full disk
@@ -226,6 +227,26 @@ def test_a_full_disk_inside_orbax_is_one_line_naming_the_file(data_dir, tmp_path
         f"jaxcnn train: error: no space left on device while writing {target}; the run can be resumed from step 2 "
         "once space is freed (--resume)"
     ]
+
+
+def test_a_full_disk_is_found_in_orbax_and_tensorstore_errors():
+    """The forms measured on a 160 KiB tmpfs: orbax's OSError under its own exceptions, and tensorstore's
+    ValueError, whose message alone says ENOSPC."""
+    from jaxcnn.train.disk_full import find_disk_full
+
+    tensorstore = ValueError(
+        'RESOURCE_EXHAUSTED: Error writing local file "run/checkpoints/6.orbax-checkpoint-tmp/state/_sharding": '
+        "Failed to write 3320 bytes to file 7: No space left on device [os_error_code='28']"
+    )
+    assert find_disk_full(tensorstore).errno == errno.ENOSPC
+    try:
+        try:
+            raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+        except OSError:
+            raise RuntimeError("Save Finalize thread (save_finalize) failed.")  # noqa: B904 (a context, as orbax has)
+    except RuntimeError as wrapped:
+        assert find_disk_full(wrapped).errno == errno.EDQUOT
+    assert find_disk_full(ValueError("os_error_code='2'")) is None and find_disk_full(OSError(errno.EACCES, "x")) is None
 
 
 # ---------------------------------------------------------------- damaged checkpoints
@@ -569,3 +590,19 @@ def test_the_ends_of_the_ranges_are_accepted():
 
     cfg = config_from_args(["--seed", str(2**32 - 1), "--momentum", "0", "--weight-decay", "0", "--learning-rate", "1e-300"])
     assert (cfg.seed, cfg.momentum, cfg.weight_decay) == (2**32 - 1, 0.0, 0.0)
+
+
+def test_with_immediate_false_a_second_signal_waits_for_a_safe_point():
+    import time
+
+    from jaxcnn.train.interrupt import StopSignals, TrainingInterrupted
+
+    with StopSignals(immediate=False) as stop:
+        stop.when = "at the end of the current epoch (step 64) with a checkpoint"
+        for _ in range(3):  # none of these raises where it lands
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+        assert (stop.requested, stop.again) == (signal.SIGTERM, signal.SIGTERM)
+        with pytest.raises(TrainingInterrupted) as stopped:
+            stop.check_now()
+        assert not stopped.value.saved and stopped.value.exit_status == 143

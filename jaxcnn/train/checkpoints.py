@@ -22,6 +22,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from jaxcnn.train.config import TrainConfig
+from jaxcnn.train.disk_full import find_disk_full
 from jaxcnn.train.step import TrainState
 
 # Fields that must match for a checkpoint to be resumed: they change the meaning or shape of the state.
@@ -50,9 +51,10 @@ def _warn(message: str) -> None:
 @contextlib.contextmanager
 def _stderr_kept_on_success():
     """Hold back what is written to the stderr descriptor meanwhile; write it out if the block succeeds, drop it if
-    it raises. A restore of a damaged checkpoint fails with one exception, reported in one line, but
-    tensorstore's reads still in flight then finish on orbax's closed event loop, and each prints a traceback
-    ("RuntimeError: Event loop is closed") from a thread, dozens in all, after the exception."""
+    it raises (the exception is then reported in one line). A restore of a damaged checkpoint fails with one
+    exception, but tensorstore's reads still in flight then finish on orbax's closed event loop, and each prints
+    a traceback ("RuntimeError: Event loop is closed") from a thread, dozens in all, after the exception; a save
+    on a full disk logs a traceback from each of orbax's writer threads, hundreds of lines."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
@@ -109,10 +111,18 @@ class Checkpoints:
             self.before_save()
         meta = {k: getattr(self.cfg, k) for k in RESUME_KEYS}
         meta["epoch_progress"] = {"losses": list(epoch_losses), "accuracies": list(epoch_accuracies)}
-        self.manager.save(
-            step, args=ocp.args.Composite(state=ocp.args.StandardSave(state._asdict()), meta=ocp.args.JsonSave(meta))
-        )
-        self.manager.wait_until_finished()
+        try:
+            with _stderr_kept_on_success():  # a failed save: orbax's threads log a traceback each
+                self.manager.save(
+                    step, args=ocp.args.Composite(state=ocp.args.StandardSave(state._asdict()), meta=ocp.args.JsonSave(meta))
+                )
+                self.manager.wait_until_finished()
+        except Exception as err:
+            full = find_disk_full(err)
+            if full is None or full.filename:
+                raise
+            # orbax's OSError names no file: name the checkpoint being written
+            raise OSError(full.errno, full.strerror, str(Path(self.manager.directory) / str(step))) from err
 
     def _meta(self, step: int) -> dict:
         return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
@@ -163,10 +173,12 @@ class Checkpoints:
         for step, why in skipped:
             source = self.run_dir / "checkpoints" / str(step)
             target = aside / str(step)
-            if target.exists():
-                shutil.rmtree(target)
-            if source.exists():
+            try:
+                if target.exists():
+                    shutil.rmtree(target)
                 source.rename(target)
+            except FileNotFoundError:
+                pass  # another process of a multi-process run moved it first
             self.warn(f"checkpoint {step} does not restore ({why}); skipped, moved to {target}")
         self.warn(f"resuming from checkpoint {resumed}, the newest that restores")
         self.manager = self._open()

@@ -1,12 +1,15 @@
 """A full disk, said in one line: which file could not be written, and from which step the run can resume.
 
 Writers raise ENOSPC as an OSError, but orbax's asynchronous checkpoint writer wraps it in its own errors and
-threads; ``find_disk_full`` walks the chain of causes to the OSError underneath.
+threads, and tensorstore (which writes orbax's arrays) reports it as a ValueError whose message ends in
+``[os_error_code='28']``; ``find_disk_full`` walks the chain of causes and reads such messages.
 """
 
 from __future__ import annotations
 
 import errno
+import os
+import re
 
 
 class DiskFull(RuntimeError):
@@ -24,6 +27,9 @@ def find_disk_full(err: BaseException) -> OSError | None:
         seen.add(id(current))
         if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
             return current
+        code = re.search(r"os_error_code='(\d+)'", str(current))
+        if code and int(code.group(1)) in (errno.ENOSPC, errno.EDQUOT):
+            return OSError(int(code.group(1)), os.strerror(int(code.group(1))))
         pending += [current.__cause__, current.__context__]
         pending += [e for e in getattr(current, "exceptions", ()) if isinstance(e, BaseException)]
     return None

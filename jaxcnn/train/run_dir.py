@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -51,6 +52,9 @@ class RunDirectory:
             self.lock.acquire()
         except OSError as err:
             raise PermissionError(f"run directory {run_dir} is not writable: {err}") from err
+        if self.lock.stale is not None:
+            print(f"run directory {run_dir}: its lock was left by {self.lock.stale}, which ended without "
+                  f"releasing it (killed?); taken over", file=sys.stderr, flush=True)  # fmt: skip
         try:
             self._check(run_dir, cfg)
         except BaseException:
