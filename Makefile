@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 FASHION_DIR := /usr/share/datasets/fashion-mnist
-TRAIN_ARGS ?= --model lenet5 --dataset fashion_mnist --epochs 30 --batch-size 64 --learning-rate 2e-3 --flip --crop-pad 1 --impl manual
+# The recipe make train runs (a module of jaxcnn/configs/, docs/guides/recipes.md); TRAIN_ARGS: flags that override it.
+RECIPE ?= lenet5
+TRAIN_ARGS ?=
 
 .PHONY: train test gradcheck system-packages install docs docs-system-packages
 
@@ -37,7 +39,7 @@ system-packages:
 	fi
 
 train: install system-packages
-	$(PY) -m jaxcnn train $(TRAIN_ARGS)
+	$(PY) -m jaxcnn train --config $(RECIPE) $(TRAIN_ARGS)
 
 test: install system-packages
 	$(PY) -m pytest -n 2 tests

@@ -1,9 +1,9 @@
 """Hand-derived (impl="manual") vs autodiff gradients of every whole model: accuracy and speed.
 
     .venv/bin/python experiments/compare_gradients.py            # all models, 20 timing repetitions
-    .venv/bin/python experiments/compare_gradients.py --quick    # seed004 and lenet5, 5 repetitions
+    .venv/bin/python experiments/compare_gradients.py --quick    # two_filters_4x4 and lenet5, 5 repetitions
 
-Table 1 (float64, batch 2, ``jaxcnn.gradcheck.compare`` on ``jaxcnn.models.gradcheck_case``), one row per
+Table 1 (float64, batch 2, ``jaxcnn.gradcheck.compare`` on ``jaxcnn.gradcheck.model_case``), one row per
 model: the largest relative error over all gradient leaves (every parameter and the input x) of manual vs
 autodiff, of each impl vs central finite differences, and each impl's forward+backward milliseconds.
 Table 2 (float32, batch 128, random images and labels): the median over repetitions of one call of
@@ -25,13 +25,14 @@ import jax.numpy as jnp
 
 from _common import print_table
 from jaxcnn import gradcheck
-from jaxcnn.models import MODELS, get_model, gradcheck_case
+from jaxcnn.launch import set_up
+from jaxcnn.models import MODELS, get_model
 
 IMPLS = ("manual", "autodiff")
 
 
 def float64_row(name: str) -> dict:
-    loss, args, names = gradcheck_case(name)
+    loss, args, names = gradcheck.model_case(name)
     # jit each impl's loss: compare's jax.grad then compiles one program instead of every op on its own
     rows = gradcheck.compare(name, lambda impl: jax.jit(loss(impl)), args, names)
     return {
@@ -70,12 +71,12 @@ def float32_timing(name: str, batch: int, repeats: int) -> dict:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=None, choices=list(MODELS), metavar="MODEL", help="default: all")
-    p.add_argument("--quick", action="store_true", help="seed004 and lenet5 only, 5 timing repetitions")
+    p.add_argument("--quick", action="store_true", help="two_filters_4x4 and lenet5 only, 5 timing repetitions")
     p.add_argument("--repeats", type=int, default=None, help="float32 timing repetitions (default 20, --quick 5)")
     p.add_argument("--batch", type=int, default=128, help="float32 timing batch size")
     args = p.parse_args(argv)
     jax.config.update("jax_enable_x64", True)  # the finite differences need float64
-    models = args.models or (["seed004", "lenet5"] if args.quick else list(MODELS))
+    models = args.models or (["two_filters_4x4", "lenet5"] if args.quick else list(MODELS))
     repeats = args.repeats or (5 if args.quick else 20)
 
     f64 = [float64_row(name) for name in models]
@@ -98,4 +99,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    set_up()  # tcmalloc and XLA flags, as python -m jaxcnn does
     main()

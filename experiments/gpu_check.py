@@ -33,15 +33,9 @@ from typing import Any, Callable
 from _common import REPO, print_table
 
 SECTIONS = ("evaluations", "bench", "recipes", "tests")
-# make train's recipe (the Makefile's TRAIN_ARGS) and the README's resnet20 recipe.
-LENET5_RECIPE = [
-    "--model", "lenet5", "--dataset", "fashion_mnist", "--epochs", "30", "--batch-size", "64",
-    "--learning-rate", "2e-3", "--flip", "--crop-pad", "1", "--impl", "manual",
-]  # fmt: skip
-RESNET20_RECIPE = [
-    "--model", "resnet20", "--epochs", "50", "--batch-size", "128", "--optimizer", "momentum",
-    "--learning-rate", "0.1", "--weight-decay", "5e-4", "--flip", "--crop-pad", "2",
-]  # fmt: skip
+# make train's recipe and resnet20's (jaxcnn/configs/).
+LENET5_RECIPE = ["--config", "lenet5"]
+RESNET20_RECIPE = ["--config", "resnet20"]
 TEST_FILES = ["tests/test_evaluations.py", "tests/test_op_gradients.py", "tests/test_transforms.py"]
 BENCH_MODELS = ("lenet5", "lenet5_classic", "cnn_small", "resnet20")
 
@@ -231,4 +225,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from jaxcnn.launch import set_up
+
+    set_up()  # tcmalloc and XLA flags, as python -m jaxcnn does
     sys.exit(main())

@@ -19,10 +19,29 @@ import re
 import sys
 
 
+# The tables of source locations an HLO text carries (before the computations in jaxlib 0.10, after them in older
+# versions): each a header line, then its entries up to a blank line.
+LOCATION_TABLES = ("FileNames", "FunctionNames", "FileLocations", "StackFrames")
+
+
+def program_text(hlo: str) -> str:
+    """The computations of an HLO module's text, without the module line, the location tables and the metadata."""
+    kept, in_table = [], False
+    for line in hlo.splitlines():
+        if line.strip() in LOCATION_TABLES:
+            in_table = True
+        elif in_table and not line.strip():
+            in_table = False
+        elif not in_table and not line.startswith("HloModule "):
+            kept.append(re.sub(r",? ?metadata=\{[^}]*\}|,? ?stack_frame_id=\d+", "", line))
+    body = "\n".join(kept).strip()
+    if "ENTRY" not in body:
+        raise ValueError(f"no ENTRY computation left to fingerprint in this HLO text (starts {hlo[:200]!r})")
+    return body
+
+
 def fingerprint(hlo: str) -> str:
-    body = hlo.split("\nFileNames")[0]  # the stack-frame tables follow the computations
-    body = re.sub(r"metadata=\{[^}]*\}|stack_frame_id=\d+|HloModule [^\n]*", "", body)
-    return hashlib.sha1(body.encode()).hexdigest()[:16]
+    return hashlib.sha1(program_text(hlo).encode()).hexdigest()[:16]
 
 
 def fingerprints(models: tuple[str, ...]) -> dict[str, str]:
@@ -64,4 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from jaxcnn.launch import set_up
+
+    set_up()  # tcmalloc and XLA flags, as python -m jaxcnn does
     sys.exit(main())

@@ -28,6 +28,7 @@ import numpy as np
 
 from _common import print_table
 from jaxcnn import ops
+from jaxcnn.launch import set_up
 from jaxcnn.models import get_model
 
 # ---------------------------------------------------------------- output sizes
@@ -141,4 +142,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    set_up()  # tcmalloc and XLA flags, as python -m jaxcnn does
     main()

@@ -1,6 +1,6 @@
-"""Train every architecture of seed 002 (jaxcnn.models.ZOO) on Fashion-MNIST and compare them.
+"""Train every classic architecture (ZOO: LeNet-5 to DenseNet) on Fashion-MNIST and compare them.
 
-    .venv/bin/python experiments/zoo.py                  # every architecture with its recipe (ZOO_RECIPES)
+    .venv/bin/python experiments/zoo.py                  # every architecture with its recipe (jaxcnn.configs)
     .venv/bin/python experiments/zoo.py --quick          # 1 epoch on 2048 / 512 images: checks the pipeline
     .venv/bin/python experiments/zoo.py --models resnet20 densenet --epochs 3
     .venv/bin/python experiments/zoo.py --reuse          # take finished runs of the same config from RUNS_DIR
@@ -11,9 +11,10 @@ impl="autodiff" (measured side by side, interleaved, median of 5 after warm-up),
 test accuracy of the manual run. Prints the table, writes it as JSON (--json, default runs/zoo/zoo.json) and a
 PNG comparing the architectures (runs/zoo/zoo.png).
 
-The recipes are sized for the 2-core CPU: each architecture passes 91% test accuracy in a few epochs, and
-resnet20's recipe (SGD with momentum, 50 epochs) is the long one, the best model within an hour of training.
-Time there: --quick about 4 minutes, the full table about 2 hours (the README gives what was measured).
+The recipes are the modules of ``jaxcnn.configs`` named after each architecture, sized for the 2-core CPU: each
+passes 91% test accuracy in a few epochs, and resnet20's (SGD with momentum, 50 epochs) is the long one, the best
+model within an hour of training; --quick lays ``jaxcnn.configs.quick.OVERRIDES`` over them. Time there: --quick
+about 4 minutes, the full table about 2 hours (docs/guides/recipes.md gives each recipe's measured time).
 --reuse skips the training of an architecture whose run directory already holds a finished run of exactly
 the config the recipe asks for (its config.json, metrics.jsonl and summary.json), e.g. one trained with
 ``python -m jaxcnn train ... --run-dir runs/zoo/<model>``.
@@ -34,34 +35,26 @@ import jax.numpy as jnp
 import numpy as np
 
 from _common import REPO, print_table
-from jaxcnn.host_memory import run_on_tcmalloc
-from jaxcnn.models import ZOO, get_model
+from jaxcnn import configs
+from jaxcnn.configs.quick import OVERRIDES as QUICK
+from jaxcnn.launch import set_up
+from jaxcnn.models import get_model
 from jaxcnn.train import TrainConfig, init_state, make_optimizer, make_train_step, train
 from jaxcnn.train.run import MetricsLog
-from jaxcnn.xla_flags import prefer_eigen_convolutions
 
-AUGMENT = dict(flip=True, crop_pad=2)
-# TrainConfig fields per architecture on top of TrainConfig's defaults (Adam 1e-3, cosine decay, batch 32).
-ZOO_RECIPES = {
-    "lenet5": dict(epochs=30, batch_size=64, learning_rate=2e-3, flip=True, crop_pad=1),
-    "alexnet": dict(epochs=10, batch_size=64, **AUGMENT),
-    "vgg": dict(epochs=10, batch_size=64, weight_decay=5e-4, **AUGMENT),
-    "googlenet": dict(epochs=5, batch_size=64, flip=True),
-    "resnet20": dict(
-        epochs=50, batch_size=128, optimizer="momentum", learning_rate=0.1, weight_decay=5e-4, **AUGMENT
-    ),
-    "densenet": dict(epochs=5, batch_size=64, flip=True),
-}
+# The classic architectures, one entry each: LeCun et al. 1998, Krizhevsky et al. 2012, Simonyan & Zisserman 2014,
+# Szegedy et al. 2014, He et al. 2015, Huang et al. 2016. Each trains with the recipe of its name (jaxcnn.configs).
+ZOO = ("lenet5", "alexnet", "vgg", "googlenet", "resnet20", "densenet")
 # Fields that do not change what is trained; --reuse ignores them when it compares configs.
 BOOKKEEPING = ("run_dir", "resume", "overwrite", "plots", "progress", "log_every", "checkpoint_every", "eval_batch_size")
-QUICK = dict(epochs=1, train_subset=2048, test_subset=512)
+QUICK_WORDS = ", ".join(f"{k}={v}" for k, v in QUICK.items())  # what --quick changes, in words
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=list(ZOO), choices=list(ZOO), metavar="MODEL")
     p.add_argument("--epochs", type=int, default=None, help="the same number of epochs for every architecture")
-    p.add_argument("--quick", action="store_true", help="1 epoch on train_subset=2048, test_subset=512")
+    p.add_argument("--quick", action="store_true", help=f"each recipe with {QUICK_WORDS} (configs.quick)")
     p.add_argument("--speed-batch", type=int, default=64, help="batch of the manual vs autodiff step timing")
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "zoo", help="runs go to RUNS_DIR/<model>")
@@ -114,13 +107,14 @@ def finished_run(run_dir: Path, cfg: TrainConfig) -> dict | None:
 
 
 def train_one(name: str, args) -> dict:
-    extra = {**ZOO_RECIPES[name], **(QUICK if args.quick else {})}
+    extra = dict(QUICK) if args.quick else {}
     if args.epochs is not None:
         extra["epochs"] = args.epochs
     run_dir = args.runs_dir / name
-    cfg = TrainConfig(
-        model=name, dataset=args.dataset, run_dir=str(run_dir), overwrite=True, plots=False, progress=False, **extra
-    )
+    cfg = dataclasses.replace(
+        configs.get_config(name), dataset=args.dataset, run_dir=str(run_dir), overwrite=True, plots=False,
+        progress=False, **extra,
+    )  # fmt: skip
     speed = step_speed(name, args.speed_batch)
     result = finished_run(run_dir, cfg) if args.reuse else None
     reused = result is not None
@@ -137,7 +131,7 @@ def train_one(name: str, args) -> dict:
         "train_s": round(train_s, 1),
         "wall_s": None if result["wall_seconds"] is None else round(result["wall_seconds"], 1),
         "test_accuracy": result["test_accuracy"],
-        "recipe": extra,
+        "recipe": " ".join(configs.as_flags(cfg)),
         "reused_run": reused,
     }
 
@@ -160,7 +154,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax_speed.set_xscale("log")
     ax_speed.set_xlabel("training images/s (one jitted step)")
     ax_speed.legend(fontsize=8)
-    fig.suptitle("seed-002 architectures on Fashion-MNIST, impl=manual")
+    fig.suptitle("classic architectures on Fashion-MNIST, impl=manual")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -168,7 +162,6 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
-    prefer_eigen_convolutions()
     rows = []
     for name in args.models:
         rows.append(train_one(name, args))
@@ -176,8 +169,8 @@ def main(argv=None) -> list[dict]:
         how = "reused from its run directory" if r["reused_run"] else "trained"
         print(f"{name}: {r['epochs']} epoch(s), {r['train_s']:.1f} s of training ({how}), test accuracy {r['test_accuracy']:.4f}", flush=True)
     print_table(
-        f"{args.dataset}: seed-002 architectures, impl=manual, recipes ZOO_RECIPES"
-        + (" (--quick: 2048 train / 512 test images)" if args.quick else ""),
+        f"{args.dataset}: classic architectures, impl=manual, recipes of jaxcnn.configs"
+        + (f" (--quick: {QUICK_WORDS})" if args.quick else ""),
         ["model", "params", "img/s manual", "img/s autodiff", "manual/autodiff", "epochs", "train s", "wall s", "test acc"],
         [[r["model"], r["params"], r["images_per_s_manual"], r["images_per_s_autodiff"],
           f"{r['images_per_s_manual'] / r['images_per_s_autodiff']:.2f}", r["epochs"], f"{r['train_s']:.1f}",
@@ -192,5 +185,5 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    run_on_tcmalloc()  # as python -m jaxcnn does
+    set_up()  # tcmalloc and XLA flags, as python -m jaxcnn does
     main()

@@ -6,8 +6,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from jaxcnn.host_memory import run_on_tcmalloc
-from jaxcnn.xla_flags import prefer_eigen_convolutions
+from jaxcnn.launch import set_up
 
 
 def _gradcheck(argv: Sequence[str]) -> int:
@@ -123,10 +122,8 @@ COMMANDS = {"train": _train, "gradcheck": _gradcheck, "bench": _bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    if argv is None:  # run as a program (python -m jaxcnn, the jaxcnn script), not called from Python
-        run_on_tcmalloc()
+    set_up(reexec=argv is None)  # re-executes on tcmalloc only as a program (python -m jaxcnn, the jaxcnn script)
     argv = list(sys.argv[1:] if argv is None else argv)
-    prefer_eigen_convolutions()
     if not argv or argv[0] not in COMMANDS:
         print(f"usage: python -m jaxcnn {{{','.join(COMMANDS)}}} [options]   (-h after a command for its options)")
         return 0 if argv and argv[0] in ("-h", "--help") else 2

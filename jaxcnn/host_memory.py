@@ -3,15 +3,14 @@
 XLA:CPU allocates the buffers of each run of a compiled step with malloc (a block of temporaries, tens to
 hundreds of MB for a CNN at batch 128, and Eigen's convolution workspaces) and frees them when the run ends.
 glibc's malloc serves blocks over 32 MB with mmap and unmaps them on free, so every step maps fresh pages that
-the kernel zero-fills on their first touch. Measured here (2 vCPUs, jaxlib 0.10, batch 128, manual impl):
-cnn_small took 19,800 page faults and 31 ms of kernel time per 78 ms step; on tcmalloc, which keeps freed spans
-for reuse, 110-170 faults and a 56 ms step. (glibc's own knobs, ``mallopt`` with one arena, no mmap and no trim,
-also removed the faults, but the runtime's threads then queued on the one arena's lock: lenet5's step got
-10-15% slower, and peak RSS grew by up to 1.9x.)
+the kernel zero-fills on their first touch: on a CPU a large share of a step's time goes to those page faults.
+tcmalloc keeps freed spans for reuse (the bench's scaling table runs the step on either allocator and reports
+its speed and peak memory). glibc's own knobs (``mallopt`` with one arena, no mmap and no trim) also remove the
+faults, but the runtime's threads then queue on the one arena's lock, and peak memory grows.
 
 A process cannot change its malloc once it runs: ``run_on_tcmalloc`` re-executes the current command with
-tcmalloc preloaded (LD_PRELOAD). The programs call it first: ``python -m jaxcnn`` and the ``jaxcnn`` script, the
-experiment scripts that train or time, the benchmark's child processes. Debian's package libtcmalloc-minimal4
+tcmalloc preloaded (LD_PRELOAD). Every program calls it first, through ``jaxcnn.launch.set_up``: ``python -m
+jaxcnn`` and the ``jaxcnn`` script, the experiment scripts, the benchmark's child processes. Debian's package libtcmalloc-minimal4
 provides it (``make`` installs it); without it, or with JAXCNN_MALLOC=system, they run on the system malloc.
 """
 

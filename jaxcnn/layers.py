@@ -11,13 +11,18 @@ Layers that keep state or draw randomness (batch norm's running statistics, drop
 and nothing is hidden: the caller passes the state in and gets the new state back, with an explicit PRNG key
 in training mode. Params are plain pytrees (dicts of arrays). ``serial`` composes layers, splitting the PRNG
 key per layer, and can add a zero "tap" to every layer's output: the gradient of the loss w.r.t. the taps is
-each layer's residual map delta = dE/d(output), the quantity the seeds draw. ``Residual`` and ``Concat``
+each layer's residual map delta = dE/d(output), the quantity Bouvrie 2006 derives. ``Residual`` and ``Concat``
 combine serial branches (ResNet, GoogLeNet, DenseNet); they are stateful layers whose state nests their
 branches' states.
+
+Each layer also carries its hyper-parameters as data, ``layer.config``: a small frozen dataclass (ConvConfig,
+MaxPoolConfig, ..., ResidualConfig and ConcatConfig holding the branches) that other code reads by its type,
+e.g. ``jaxcnn.bench.torch_models`` to build a PyTorch twin.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -30,11 +35,102 @@ Shape = tuple[int, ...]
 Params = Any
 
 
+def _frozen(value: Any) -> Any:
+    """Lists (a padding given as [[1, 1], [2, 2]]) as tuples, so that a config stays hashable."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvConfig:
+    out_channels: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: Any  # as ops.conv2d takes it: "VALID", "SAME", an int, (ph, pw) or ((top, bottom), (left, right))
+    dilation: tuple[int, int]
+    groups: int
+    bias: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class MaxPoolConfig:
+    window: tuple[int, int]
+    stride: tuple[int, int]  # the window when not given
+    padding: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class AvgPoolConfig:
+    window: tuple[int, int]
+    stride: tuple[int, int]
+    padding: Any
+    count_include_pad: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class SubsampleConfig:
+    window: tuple[int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class DenseConfig:
+    out_features: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ActivationConfig:
+    function: str  # "relu", "sigmoid" or "tanh"
+
+
+@dataclasses.dataclass(frozen=True)
+class FlattenConfig:
+    """Flattens (N, H, W, C) in NHWC order."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchNormConfig:
+    momentum: float  # new running = momentum * old + (1 - momentum) * batch
+    eps: float
+
+
+@dataclasses.dataclass(frozen=True)
+class DropoutConfig:
+    rate: float
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalResponseNormConfig:
+    size: int
+    alpha: float
+    beta: float
+    k: float
+
+
+@dataclasses.dataclass(frozen=True)
+class GlobalAvgPoolConfig:
+    """The mean of each whole map: (N, H, W, C) -> (N, C)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ResidualConfig:
+    body: Serial
+    shortcut: Serial  # no layers: the identity
+
+
+@dataclasses.dataclass(frozen=True)
+class ConcatConfig:
+    branches: tuple[Serial, ...]  # concatenated along the channels; a branch of no layers is the identity
+
+
 class Layer(NamedTuple):
     name: str
     init: Callable[[jax.Array, Shape], tuple[Shape, Params]]
     apply: Callable[..., Any]
     init_state: Callable[[Shape], Any] | None = None  # set for layers with state or randomness (see above)
+    config: Any = None  # the hyper-parameters as data: one of the *Config dataclasses above
 
     @property
     def stateful(self) -> bool:
@@ -68,6 +164,7 @@ def Conv(
 ) -> Layer:
     """conv2d with an HWIO kernel (kh, kw, C_in / groups, out_channels) and a zero-initialised bias."""
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    config = ConvConfig(out_channels, (kh, kw), _pair(stride), _frozen(padding), _pair(dilation), groups, bias)
 
     def apply(params, x, *, impl="manual"):
         return ops.conv2d(
@@ -84,10 +181,10 @@ def Conv(
             params["b"] = jnp.zeros((out_channels,), jnp.float32)
         return output_shape(apply, params, input_shape), params
 
-    return Layer("conv", init, apply)
+    return Layer("conv", init, apply, config=config)
 
 
-def _pool(name: str, op: Callable, window, stride, padding, **extra) -> Layer:
+def _pool(name: str, op: Callable, window, stride, padding, config: Any, **extra) -> Layer:
     def apply(params, x, *, impl="manual"):
         return op(x, window=window, stride=stride, padding=padding, impl=impl, **extra)
 
@@ -95,15 +192,18 @@ def _pool(name: str, op: Callable, window, stride, padding, **extra) -> Layer:
         _check_image_shape(name, input_shape)
         return output_shape(apply, {}, input_shape), {}
 
-    return Layer(name, init, apply)
+    return Layer(name, init, apply, config=config)
 
 
 def MaxPool(window: int | tuple[int, int] = 2, *, stride=None, padding: Any = "VALID") -> Layer:
-    return _pool("max_pool", ops.max_pool, window, stride, padding)
+    config = MaxPoolConfig(_pair(window), _pair(window if stride is None else stride), _frozen(padding))
+    return _pool("max_pool", ops.max_pool, window, stride, padding, config)
 
 
 def AvgPool(window: int | tuple[int, int] = 2, *, stride=None, padding: Any = "VALID", count_include_pad: bool = True) -> Layer:
-    return _pool("avg_pool", ops.avg_pool, window, stride, padding, count_include_pad=count_include_pad)
+    stride_pair = _pair(window if stride is None else stride)
+    config = AvgPoolConfig(_pair(window), stride_pair, _frozen(padding), count_include_pad)
+    return _pool("avg_pool", ops.avg_pool, window, stride, padding, config, count_include_pad=count_include_pad)
 
 
 def Subsample(window: int | tuple[int, int] = 2) -> Layer:
@@ -119,7 +219,7 @@ def Subsample(window: int | tuple[int, int] = 2) -> Layer:
         params = {"beta": jnp.full((c,), 1.0 / (wh * ww), jnp.float32), "b": jnp.zeros((c,), jnp.float32)}
         return output_shape(apply, params, input_shape), params
 
-    return Layer("subsample", init, apply)
+    return Layer("subsample", init, apply, config=SubsampleConfig((wh, ww)))
 
 
 def Dense(out_features: int, *, w_init: Callable = jax.nn.initializers.lecun_normal()) -> Layer:
@@ -132,11 +232,14 @@ def Dense(out_features: int, *, w_init: Callable = jax.nn.initializers.lecun_nor
     def apply(params, x, *, impl="manual"):
         return ops.dense(x, params["w"], params["b"], impl=impl)
 
-    return Layer("dense", init, apply)
+    return Layer("dense", init, apply, config=DenseConfig(out_features))
 
 
 def _activation(name: str, op: Callable) -> Layer:
-    return Layer(name, lambda key, input_shape: (tuple(input_shape), {}), lambda params, x, *, impl="manual": op(x, impl=impl))
+    return Layer(
+        name, lambda key, input_shape: (tuple(input_shape), {}), lambda params, x, *, impl="manual": op(x, impl=impl),
+        config=ActivationConfig(name),
+    )  # fmt: skip
 
 
 Relu = _activation("relu", ops.relu)
@@ -146,6 +249,7 @@ Flatten = Layer(
     "flatten",
     lambda key, input_shape: ((input_shape[0], math.prod(input_shape[1:])), {}),
     lambda params, x, *, impl="manual": x.reshape(x.shape[0], -1),
+    config=FlattenConfig(),
 )
 
 
@@ -274,7 +378,8 @@ def BatchNorm(*, momentum: float = 0.9, eps: float = 1e-5) -> Layer:
             x, params["gamma"], params["beta"], state, training=train, momentum=momentum, eps=eps, impl=impl
         )
 
-    return Layer("batch_norm", init, apply, lambda input_shape: ops.batch_norm_state(input_shape[-1]))
+    config = BatchNormConfig(momentum, eps)
+    return Layer("batch_norm", init, apply, lambda input_shape: ops.batch_norm_state(input_shape[-1]), config)
 
 
 def Dropout(rate: float) -> Layer:
@@ -289,7 +394,8 @@ def Dropout(rate: float) -> Layer:
             return x, state
         return ops.dropout(x, key, rate=rate, impl=impl), state
 
-    return Layer("dropout", lambda key, input_shape: (tuple(input_shape), {}), apply, lambda input_shape: {})
+    return Layer("dropout", lambda key, input_shape: (tuple(input_shape), {}), apply, lambda input_shape: {},
+                 DropoutConfig(rate))  # fmt: skip
 
 
 def LocalResponseNorm(size: int = 5, *, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> Layer:
@@ -298,7 +404,8 @@ def LocalResponseNorm(size: int = 5, *, alpha: float = 1e-4, beta: float = 0.75,
     def apply(params, x, *, impl="manual"):
         return ops.local_response_norm(x, size=size, alpha=alpha, beta=beta, k=k, impl=impl)
 
-    return Layer("lrn", lambda key, input_shape: (tuple(input_shape), {}), apply)
+    config = LocalResponseNormConfig(size, alpha, beta, k)
+    return Layer("lrn", lambda key, input_shape: (tuple(input_shape), {}), apply, config=config)
 
 
 def _global_avg_pool_init(key, input_shape):
@@ -307,7 +414,8 @@ def _global_avg_pool_init(key, input_shape):
 
 
 GlobalAvgPool = Layer(
-    "global_avg_pool", _global_avg_pool_init, lambda params, x, *, impl="manual": ops.global_avg_pool(x, impl=impl)
+    "global_avg_pool", _global_avg_pool_init, lambda params, x, *, impl="manual": ops.global_avg_pool(x, impl=impl),
+    config=GlobalAvgPoolConfig(),
 )
 
 
@@ -321,7 +429,8 @@ def Residual(*body: Layer, shortcut: Sequence[Layer] = ()) -> Layer:
     Backward: the add passes delta unchanged to both branches, so dE/dx = body^T(delta) + shortcut^T(delta).
     """
     branches = (serial(*body), serial(*shortcut))
-    return _combine("residual", branches, lambda ys, impl: ops.add(ys[0], ys[1], impl=impl))
+    config = ResidualConfig(*branches)
+    return _combine("residual", branches, lambda ys, impl: ops.add(ys[0], ys[1], impl=impl), config)
 
 
 def Concat(*branches: Sequence[Layer]) -> Layer:
@@ -331,10 +440,10 @@ def Concat(*branches: Sequence[Layer]) -> Layer:
     Backward: delta is split back along the channels, each piece flowing into its own branch.
     """
     nets = tuple(serial(*b) for b in branches)
-    return _combine("concat", nets, lambda ys, impl: ops.concat(ys, axis=-1, impl=impl))
+    return _combine("concat", nets, lambda ys, impl: ops.concat(ys, axis=-1, impl=impl), ConcatConfig(nets))
 
 
-def _combine(name: str, nets: tuple[Serial, ...], merge: Callable) -> Layer:
+def _combine(name: str, nets: tuple[Serial, ...], merge: Callable, config: Any) -> Layer:
     def init(key, input_shape):
         params, shapes = {}, []
         for i, (net, net_key) in enumerate(zip(nets, jax.random.split(key, len(nets)))):
@@ -355,4 +464,4 @@ def _combine(name: str, nets: tuple[Serial, ...], merge: Callable) -> Layer:
             ys.append(y)
         return merge(ys, impl), new_state
 
-    return Layer(name, init, apply, init_state)
+    return Layer(name, init, apply, init_state, config)

@@ -1,10 +1,10 @@
 """XLA:CPU settings that jaxcnn's commands and experiment scripts apply before JAX starts its backend.
 
-XLA:CPU runs every convolution in YNNPACK when it can; its kernel gradients (the correlation of the input
-with the residual delta) run there at about a third of Eigen's speed, and they dominate training. Measured
-with jaxlib 0.10 (cnn_small, the epoch as one lax.scan): 582 img/s with YNNPACK convolutions, 1,156 with
-Eigen's. Only jaxlib 0.10 is known to have the flag (XLA aborts on an unknown one); a user's own setting of it
-in XLA_FLAGS is left alone.
+On jaxlib 0.10 XLA:CPU runs every convolution it can in its YNNPACK fusions, where the kernel gradients (the
+correlation of the input with the residual delta) are much slower than in Eigen, and they dominate training;
+the flag below sends convolutions to Eigen (``python -m jaxcnn bench``'s step and epoch tables measure it, with
+``XLA_FLAGS`` set either way). Only jaxlib 0.10 is known to have the flag (XLA aborts on an unknown one); a
+user's own setting of it in XLA_FLAGS is left alone.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def prefer_eigen_convolutions() -> None:
     """Add EIGEN_CONVOLUTIONS to XLA_FLAGS on jaxlib 0.10, unless XLA_FLAGS already sets ynn_fusion_type.
 
     XLA reads XLA_FLAGS once, when JAX starts its backend (the first computation, not ``import jax``): call
-    this before that. ``python -m jaxcnn`` and the training experiments do.
+    this before that. Every program does, through ``jaxcnn.launch.set_up``.
     """
     from jaxlib import version
 

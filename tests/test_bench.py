@@ -160,12 +160,13 @@ def test_torch_twin_computes_the_same_function():
 
     for name in ("lenet5", "lenet5_classic", "cnn_small", "resnet8", "densenet", "googlenet"):
         model = get_model(name)
-        params = model.init(jax.random.PRNGKey(0))
+        # jitted: run eagerly, every initialiser and op would compile a program of its own
+        params = jax.jit(model.init)(jax.random.key(0, impl="rbg"))  # any weights; RBG compiles fast
         x = np.random.default_rng(0).normal(size=(3, *model.input_shape)).astype(np.float32)
         net = torch_models.build(model, params).eval()  # inference: batch norm's running statistics, no dropout
         with torch.no_grad():
             y_torch = net(torch.tensor(x).permute(0, 3, 1, 2)).numpy()
-        y_jax = model.apply(params, x, state=model.init_state())
+        y_jax = jax.jit(lambda p, x: model.apply(p, x, state=model.init_state()))(params, x)
         np.testing.assert_allclose(y_torch, np.asarray(y_jax), atol=2e-5, rtol=1e-4, err_msg=name)
 
 

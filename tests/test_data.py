@@ -257,11 +257,20 @@ def test_negative_labels_rejected(tmp_path):
         load("mnist", "train", data_dir=tmp_path)
 
 
-def test_num_classes_grows_with_labels(tmp_path):
+def test_num_classes_grows_with_labels_of_an_unknown_idx_dataset(tmp_path):
     images, _ = make_split(0, 3)
     write_idx(tmp_path / "train-images-idx3-ubyte", images)
     write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([0, 12, 3], np.uint8))
-    assert load("mnist", "train", data_dir=tmp_path).num_classes == 13
+    assert load("my_digits", "train", data_dir=tmp_path).num_classes == 13
+
+
+def test_training_labels_beyond_a_known_datasets_classes_are_refused(tmp_path):
+    """Regression (issue 19): a training label of 12 in MNIST grew the class count to 13 without a word."""
+    images, _ = make_split(0, 3)
+    write_idx(tmp_path / "train-images-idx3-ubyte", images)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([0, 12, 3], np.uint8))
+    with pytest.raises(ValueError, match=r"train-labels-idx1-ubyte \(mnist has 10 classes\): labels out of range: min 0, max 12"):
+        load("mnist", "train", data_dir=tmp_path)
 
 
 def test_dataset_rejects_out_of_range_labels():

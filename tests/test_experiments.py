@@ -1,6 +1,6 @@
 """The scripts in experiments/ run end to end in-process (--quick, or in full where cheap) and print their tables.
 
-Each script's ``main(argv)`` prints its tables and returns the numbers behind them; the seed examples'
+Each script's ``main(argv)`` prints its tables and returns the numbers behind them; the worked examples'
 hand computations are asserted here (net_o11 == 1, the double-loop kernel gradient == the manual one, ...).
 The whole file takes about a minute on 2 CPU cores.
 """
@@ -17,7 +17,7 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 sys.path.insert(0, str(EXPERIMENTS))  # the scripts import their helpers as ``from _common import ...``
 
 import compare_gradients  # noqa: E402
-import seed_examples  # noqa: E402
+import worked_examples  # noqa: E402
 import shape_sweep  # noqa: E402
 import train_models  # noqa: E402
 
@@ -38,7 +38,7 @@ def table_rows(text: str, first_cells: list[str]) -> dict[str, list[str]]:
 
 @needs_data
 def test_train_models_quick(tmp_path, capsys):
-    names = ["seed004", "lenet5"]
+    names = ["two_filters_4x4", "lenet5"]
     argv = ["--quick", "--models", *names, "--runs-dir", str(tmp_path), "--json", str(tmp_path / "t.json")]
     rows = train_models.main(argv)
     printed = table_rows(capsys.readouterr().out, names)
@@ -56,18 +56,18 @@ def test_train_models_quick(tmp_path, capsys):
 def test_compare_gradients_quick(capsys):
     result = compare_gradients.main(["--quick", "--repeats", "3"])
     out = capsys.readouterr().out
-    assert [r["model"] for r in result["float64"]] == ["seed004", "lenet5"]
+    assert [r["model"] for r in result["float64"]] == ["two_filters_4x4", "lenet5"]
     for r in result["float64"]:
         assert r["ok"] and r["rel_manual_autodiff"] < 1e-10 and r["rel_manual_fd"] < 1e-6
     for r in result["float32"]:
         assert r["ms_manual"] > 0 and r["ms_autodiff"] > 0
-    assert out.count("\nseed004 ") == 2 and out.count("\nlenet5 ") == 2  # one row in each table
+    assert out.count("\ntwo_filters_4x4 ") == 2 and out.count("\nlenet5 ") == 2  # one row in each table
 
 
-def test_seed_examples(capsys):
-    result = seed_examples.main([])
+def test_worked_examples(capsys):
+    result = worked_examples.main([])
     out = capsys.readouterr().out
-    s004, s003, s000 = result["004"], result["003"], result["000"]
+    s004, s003, s000 = result["4x4"], result["14x14"], result["subsampling"]
     assert s004["net_o11"] == 1.0 and s004["out_o11"] == 1.0
     assert "= 1*1 + 0*(-1) + 1*1 + 1*(-1) = 1" in out
     assert max(s004["diffs"].values()) < 1e-12
@@ -118,3 +118,38 @@ def test_zoo_reuses_a_finished_run_of_the_same_recipe_only(tmp_path, capsys):
     assert "reused from its run directory" in capsys.readouterr().out
     (other,) = zoo.main([*argv, "--reuse", "--epochs", "2"])  # another recipe: trained again, not reused
     assert not other["reused_run"] and other["epochs"] == 2
+
+
+def test_program_fingerprints_hash_the_computations_not_an_empty_string(tmp_path, capsys):
+    """Regression: with the location tables before the computations (jaxlib 0.10) every case hashed to
+    sha1("\\n"), so any two commits compared equal."""
+    import hashlib
+
+    import jax
+    import jax.numpy as jnp
+
+    import program_fingerprints as pf
+
+    def hlo(f):
+        return jax.jit(f).lower(jnp.ones(3)).compile().as_text()
+
+    sin_twice = hlo(lambda x: jnp.sin(x) * 2)
+    sin_twice_elsewhere = hlo(
+        lambda x: jnp.sin(x) * 2  # the same program from another source line
+    )
+    cos_twice = hlo(lambda x: jnp.cos(x) * 2)
+    assert pf.fingerprint(sin_twice) == pf.fingerprint(sin_twice_elsewhere) != pf.fingerprint(cos_twice)
+    assert pf.fingerprint(sin_twice) not in (hashlib.sha1(b).hexdigest()[:16] for b in (b"", b"\n"))
+    assert "sine(" in pf.program_text(sin_twice) and "FileNames" not in pf.program_text(sin_twice)
+    # the tables after the computations (older jaxlib) give the same text
+    body = pf.program_text(sin_twice)
+    tables = "FileNames\n1 \"<string>\"\n\nStackFrames\n1 {file_location_id=1 parent_frame_id=1}\n"
+    assert pf.program_text(f"HloModule m, is_scheduled=true\n\n{body}\n\n{tables}") == body
+    with pytest.raises(ValueError, match="no ENTRY computation"):
+        pf.fingerprint(f"HloModule m\n\n{tables}")
+
+    before, after = tmp_path / "before.json", tmp_path / "after.json"
+    before.write_text(json.dumps({"a": "1", "b": "2"}))
+    after.write_text(json.dumps({"a": "1", "b": "3"}))
+    assert pf.main(["--diff", str(before), str(after)]) == 1
+    assert "1 of 2 programs changed" in capsys.readouterr().out

@@ -15,7 +15,7 @@ from jaxcnn.models import MODELS
 
 
 def test_command_passes_on_the_ops_and_a_model(capsys):
-    assert main(["gradcheck", "--ops", "conv2d", "max_pool 3x3/2", "--models", "seed004", "--no-timing"]) == 0
+    assert main(["gradcheck", "--ops", "conv2d", "max_pool 3x3/2", "--models", "two_filters_4x4", "--no-timing"]) == 0
     captured = capsys.readouterr()
     assert "conv2d" in captured.out and "params/01_conv/w" in captured.out and "within tolerance" in captured.out
     # One line per case as it finishes, before the table.
@@ -91,10 +91,8 @@ def test_every_model_passes_in_float64(name):
 
     Regression: a single finite-difference step (1e-5) once failed on cnn_small's ReLU and max-pool kinks.
     """
-    from jaxcnn.models import gradcheck_case
-
     takes_any_size = "input_shape" in inspect.signature(MODELS[name]).parameters
-    loss, args, names = gradcheck_case(name, input_shape=(12, 12, 1) if takes_any_size else None)
+    loss, args, names = gradcheck.model_case(name, input_shape=(12, 12, 1) if takes_any_size else None)
     rows = gradcheck.compare(f"model {name}", loss, args, names, directions=1, timing=False)
     bad = [r for r in rows if not r.ok(gradcheck.Tolerances())]
     assert not bad, gradcheck.format_table(bad)
@@ -161,5 +159,17 @@ def test_command_forward_and_exact_sections(capsys):
 
 
 def test_forward_rows_of_a_model():
-    rows = gradcheck.run_forward([], models=["seed004"], directions=1)
+    rows = gradcheck.run_forward([], models=["two_filters_4x4"], directions=1)
     assert [r.param for r in rows][-1] == "x" and all(r.ok(gradcheck.Tolerances()) for r in rows)
+
+def test_models_know_no_checker_and_no_experiment():
+    """jaxcnn.models builds networks; the checker's whole-model case lives in jaxcnn.gradcheck, the zoo's list in
+    experiments/zoo.py."""
+    import pathlib
+
+    import jaxcnn.models
+
+    assert not hasattr(jaxcnn.models, "gradcheck_case") and not hasattr(jaxcnn.models, "ZOO")
+    for path in pathlib.Path(jaxcnn.models.__file__).parent.glob("*.py"):
+        imports = [line for line in path.read_text().splitlines() if line.lstrip().startswith(("import ", "from "))]
+        assert not [line for line in imports if "gradcheck" in line or "experiments" in line or "bench" in line], path

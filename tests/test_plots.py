@@ -1,4 +1,4 @@
-"""jaxcnn.train.plots: every figure is a readable PNG, and the residual maps are the seeds' deltas."""
+"""jaxcnn.train.plots: every figure is a readable PNG, and the residual maps are the deltas dE/d(layer output)."""
 
 from __future__ import annotations
 

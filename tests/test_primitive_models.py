@@ -2,7 +2,7 @@
 product) equal autodiff in float64, and a short training run with ``--impl primitive`` learns, on the scan epoch like impl="manual".
 
 The models built for any image size run on 12x12x1 images, the others at their own size, batch 2, in training
-mode (batch statistics, a fixed dropout mask: ``gradcheck_case``). Each derivative is compared over the whole
+mode (batch statistics, a fixed dropout mask: ``jaxcnn.gradcheck.model_case``). Each derivative is compared over the whole
 pytree: ||p - a|| / max(||p||, ||a||) < 1e-10, so that a near-zero reference (a dead ReLU's weights) does not
 blow up the error.
 """
@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcnn.models import MODELS, gradcheck_case
+from jaxcnn.gradcheck import model_case
+from jaxcnn.models import MODELS
 from jaxcnn.train import train
 from jaxcnn.train.config import config_from_args
 from jaxcnn.train.run import default_epoch_mode
@@ -42,7 +43,7 @@ def _hvp(loss, args, tangent):
 def _case(name):
     """(loss factory, args, a random tangent like args) of the model ``name`` (see the module docstring)."""
     takes_any_size = "input_shape" in inspect.signature(MODELS[name]).parameters
-    loss, args, _ = gradcheck_case(name, input_shape=(12, 12, 1) if takes_any_size else None)
+    loss, args, _ = model_case(name, input_shape=(12, 12, 1) if takes_any_size else None)
     rng = np.random.default_rng(0)
     return loss, args, jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape), a.dtype), args)
 

@@ -46,9 +46,9 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 def flags(data_dir: Path, run_dir: Path) -> list[str]:
-    """A run of the seed-004 toy long enough to be interrupted: 3 epochs of 64 steps, checkpoints every 10."""
+    """A run of the two_filters_4x4 toy long enough to be interrupted: 3 epochs of 64 steps, checkpoints every 10."""
     return [
-        "--model", "seed004", "--dataset", "synthetic", "--data-dir", str(data_dir), "--run-dir", str(run_dir),
+        "--model", "two_filters_4x4", "--dataset", "synthetic", "--data-dir", str(data_dir), "--run-dir", str(run_dir),
         "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--epoch-mode", "loop", "--log-every", str(LOG_EVERY),
         "--checkpoint-every", str(CHECKPOINT_EVERY), "--no-plots", "--no-progress",
     ]  # fmt: skip
@@ -281,8 +281,11 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(mode, data_dir, tmp_path, capfd
     assert saved_steps(run_dir)[-1] == step < TOTAL_STEPS
     _, _, meta = checkpoint(run_dir, step)
     assert len(meta["epoch_progress"]["losses"]) == step % STEPS_PER_EPOCH
-    if mode == "scan":
+    if mode == "scan":  # the message says when it stops: at the epoch's end (issue 19: it said "after the current step")
         assert step % STEPS_PER_EPOCH == 0 and metrics(run_dir)[-1]["step"] == step
+        assert f"SIGINT: stopping at the end of the current epoch (step {step}) with a checkpoint" in err
+    else:
+        assert "SIGINT: stopping after the current step with a checkpoint" in err
 
 
 def test_stop_signals_defer_the_first_signal_and_stop_at_once_on_the_second():
@@ -324,7 +327,7 @@ def test_stop_signals_outside_the_main_thread_change_nothing():
 
 def test_resume_command_gives_back_the_config():
     cfg = TrainConfig(
-        model="seed004", learning_rate=0.01, flip=True, plots=False, per_example_clip=0.5, data_dir="my data", epochs=3
+        model="two_filters_4x4", learning_rate=0.01, flip=True, plots=False, per_example_clip=0.5, data_dir="my data", epochs=3
     )
     words = shlex.split(resume_command(cfg, "runs/a b"))
     assert words[:4] == ["python", "-m", "jaxcnn", "train"]
@@ -333,7 +336,7 @@ def test_resume_command_gives_back_the_config():
 
 def test_same_config_and_seed_give_bitwise_identical_runs(data_dir, tmp_path):
     base = dict(
-        model="seed004", dataset="synthetic", data_dir=str(data_dir), epochs=2, train_subset=160, batch_size=BATCH,
+        model="two_filters_4x4", dataset="synthetic", data_dir=str(data_dir), epochs=2, train_subset=160, batch_size=BATCH,
         log_every=LOG_EVERY, epoch_mode="loop", flip=True, crop_pad=2, plots=False, progress=False,
     )  # fmt: skip
     for name, seed in (("a", 0), ("b", 0), ("seed1", 1)):
@@ -354,8 +357,8 @@ def test_data_order_depends_only_on_seed_and_epoch():
 
 
 def test_divergence_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
-    """A step whose loss and parameters turn NaN stops the run with that step named; the newest checkpoint
-    is the last one before it (checkpoints every 2 steps), with finite parameters."""
+    """A step whose loss and parameters turn NaN stops the run with that step and the checkpoint kept named;
+    the newest checkpoint is the last one before it (checkpoints every 2 steps), with finite parameters."""
     import jaxcnn.train.run as run
 
     bad_step = 7
@@ -374,10 +377,10 @@ def test_divergence_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypat
 
     monkeypatch.setattr(run, "make_train_step", make_poisoned_step)
     cfg = TrainConfig(
-        model="seed004", dataset="synthetic", data_dir=str(data_dir), epochs=1, batch_size=BATCH, log_every=LOG_EVERY,
+        model="two_filters_4x4", dataset="synthetic", data_dir=str(data_dir), epochs=1, batch_size=BATCH, log_every=LOG_EVERY,
         checkpoint_every=2, epoch_mode="loop", plots=False, progress=False, run_dir=str(tmp_path / "run"),
     )  # fmt: skip
-    with pytest.raises(run.TrainingDiverged, match=rf"became nan at step {bad_step}; the last good checkpoint is kept"):
+    with pytest.raises(run.TrainingDiverged, match=rf"became nan at step {bad_step}; the last good checkpoint \(step 6\) is kept"):
         train(cfg)
     assert saved_steps(tmp_path / "run") == [2, 4, 6]
     _, state, _ = checkpoint(tmp_path / "run")

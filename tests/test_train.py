@@ -21,7 +21,7 @@ from _synthetic import synthetic_images, write_synthetic_idx_dir
 
 # Pinned parameter counts (as the Flax MNIST example does): a change here is a change of architecture.
 PARAM_COUNTS = {
-    "lenet5": 61706, "lenet5_classic": 61750, "seed003": 2916, "seed004": 100, "cnn_small": 665962, "cnn_small_bn": 666282,
+    "lenet5": 61706, "lenet5_classic": 61750, "single_kernel_14x14": 2916, "two_filters_4x4": 100, "cnn_small": 665962, "cnn_small_bn": 666282,
     "alexnet": 576650, "vgg": 813994, "vgg11": 1146410, "vgg16": 1525098, "googlenet": 167866,
     "resnet8": 77754, "resnet20": 272186, "densenet": 102298,
 }  # fmt: skip
@@ -93,7 +93,7 @@ def _run_steps(model_name: str, impl: str, steps: int = 12, mode: str = "loop", 
     return state, np.asarray(losses)
 
 
-@pytest.mark.parametrize("name", ["lenet5", "lenet5_classic", "seed003"])
+@pytest.mark.parametrize("name", ["lenet5", "lenet5_classic", "single_kernel_14x14"])
 def test_manual_and_autodiff_give_the_same_loss_curve(name):
     _, manual = _run_steps(name, "manual")
     _, autodiff = _run_steps(name, "autodiff")
@@ -111,7 +111,7 @@ def test_scan_epoch_equals_python_loop(steps, unroll):
 
 
 def test_per_example_clipping():
-    model = get_model("seed004")
+    model = get_model("two_filters_4x4")
     params = model.init(jax.random.PRNGKey(0))
     images, labels = synthetic_images(8, seed=5)
     x = jnp.asarray(images[..., None] / 255.0, jnp.float32)
@@ -172,8 +172,8 @@ def test_run_directory_is_never_overwritten_silently(tmp_path, idx_dir):
 
 def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, idx_dir):
     train(small_config(tmp_path, idx_dir, epochs=1))
-    with pytest.raises(ValueError, match="model: checkpoint 'lenet5' vs now 'seed004'"):
-        train(small_config(tmp_path, idx_dir, epochs=2, model="seed004", resume=True))
+    with pytest.raises(ValueError, match="model: checkpoint 'lenet5' vs now 'two_filters_4x4'"):
+        train(small_config(tmp_path, idx_dir, epochs=2, model="two_filters_4x4", resume=True))
 
 
 @pytest.mark.skipif(not Path(DEBIAN_FASHION_MNIST_DIR).is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
@@ -204,7 +204,7 @@ def test_divergence_stops_with_the_step_named(tmp_path, idx_dir):
     from jaxcnn.train import TrainingDiverged
 
     cfg = small_config(tmp_path, idx_dir, optimizer="sgd", learning_rate=1e12, lr_schedule="constant", epochs=2)
-    with pytest.raises(TrainingDiverged, match=r"became (nan|inf) at step \d+"):
+    with pytest.raises(TrainingDiverged, match=r"became (nan|inf) at step \d+; no checkpoint was written yet"):
         train(cfg)
     assert not list((tmp_path / "run" / "checkpoints").glob("*")), "no checkpoint of a diverged state"
 
@@ -263,7 +263,7 @@ def test_test_images_of_another_shape_than_the_training_images_are_refused(tmp_p
 
 
 def test_a_fixed_size_model_refuses_images_of_another_size(tmp_path):
-    """lenet5 adapts to the data's image size; lenet5_classic (and the seed toys) are built for 28x28 only."""
+    """lenet5 adapts to the data's image size; lenet5_classic (and the worked examples) are built for 28x28 only."""
     data = _idx_dir(tmp_path / "data", synthetic_images(64, seed=0, size=32), synthetic_images(16, seed=1, size=32))
     with pytest.raises(ValueError, match=r"model 'lenet5_classic' takes \(28, 28, 1\) images only, got input_shape \(32, 32, 1\)"):
         train(small_config(tmp_path, data, model="lenet5_classic"))
@@ -282,8 +282,8 @@ def test_test_labels_beyond_the_training_classes_are_refused(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["alexnet", "vgg", "googlenet", "resnet8", "densenet"])
-def test_seed002_architectures_learn_in_a_few_steps(name):
-    """Smoke training of each seed-002 architecture (manual backward through batch norm, dropout, LRN, the
+def test_classic_architectures_learn_in_a_few_steps(name):
+    """Smoke training of each classic architecture (manual backward through batch norm, dropout, LRN, the
     residual add and the channel concat): 16 Adam steps on one batch bring its training loss down by a fifth."""
     model = get_model(name)
     optimizer = optax.adam(1e-3)

@@ -23,6 +23,7 @@ import numpy as np
 import optax
 
 from jaxcnn import ops
+from jaxcnn.bench.batches import random_arrays, synthetic_batch
 from jaxcnn.bench.timing import Variant
 from jaxcnn.models import get_model
 from jaxcnn.train.step import epoch_order, init_state, make_epoch_scan, make_train_step
@@ -30,11 +31,6 @@ from jaxcnn.train.step import epoch_order, init_state, make_epoch_scan, make_tra
 # impl="primitive": the same hand-derived delta rules wired as transpose rules of JAX primitives (forward mode too).
 IMPLS = ("manual", "autodiff", "primitive")
 LEARNING_RATE = 0.01
-
-
-def random_arrays(seed: int, *shapes: tuple[int, ...]) -> tuple[jax.Array, ...]:
-    rng = np.random.default_rng(seed)
-    return tuple(jnp.asarray(rng.normal(size=shape), jnp.float32) for shape in shapes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,12 +173,6 @@ def _compile(jitted: Callable, *args) -> None:
 
 
 # ---------------------------------------------------------------- whole models
-
-
-def synthetic_batch(model, batch: int, seed: int = 0) -> tuple[jax.Array, jax.Array]:
-    (x,) = random_arrays(seed, (batch, *model.input_shape))
-    y = jnp.asarray(np.random.default_rng(seed + 1).integers(0, model.num_classes, size=batch), jnp.int32)
-    return x, y
 
 
 def optimizer() -> optax.GradientTransformation:

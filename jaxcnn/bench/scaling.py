@@ -16,7 +16,8 @@ import subprocess
 import sys
 from typing import Any
 
-from jaxcnn.host_memory import allocator_in_use, run_on_tcmalloc
+from jaxcnn.host_memory import allocator_in_use
+from jaxcnn.launch import set_up
 
 MARKER = "JAXCNN_BENCH_SCALING "
 
@@ -111,6 +112,6 @@ def configs(model: str, impls, batches, sizes, base_batch: int, base_size: int, 
 
 
 if __name__ == "__main__":
-    run_on_tcmalloc()
+    set_up()
     row = _child(json.loads(sys.argv[1]))
     print(MARKER + json.dumps(row), flush=True)

@@ -6,23 +6,25 @@ it can), and nothing here imports it at module level.
 A twin runs in PyTorch's native NCHW layout with nn.Conv2d / pooling / nn.Linear, starting from the jaxcnn
 model's initial parameters (HWIO kernels become OIHW, (in, out) dense kernels become (out, in)); Flatten
 flattens in jaxcnn's NHWC order, so the twin computes the same function (``tests/test_bench.py`` checks the
-outputs agree). Each layer's hyper-parameters are read from the closure of the layer's ``apply`` (the values
-``jaxcnn.layers`` captured); a layer kind without a twin raises NotImplementedError naming it.
+outputs agree). Each layer's twin is chosen by the type of its ``layer.config`` (``jaxcnn.layers.ConvConfig``,
+``MaxPoolConfig``, ..., ``ResidualConfig`` and ``ConcatConfig`` with their branches) and built from the
+hyper-parameters that config holds; a config type without a twin raises NotImplementedError naming the layer.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
 from typing import Any
 
 import jax
 import numpy as np
 
+from jaxcnn import layers as L
+from jaxcnn.bench.batches import synthetic_batch
 from jaxcnn.bench.timing import Variant
 from jaxcnn.ops.padding import effective_size, resolve_padding
 
-ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid"}
+ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid"}  # ActivationConfig.function -> torch function
 
 
 def status() -> str:
@@ -36,14 +38,6 @@ def status() -> str:
 
 def version() -> str:
     return "missing" if status() else importlib.import_module("torch").__version__
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)
-
-
-def _closure(layer) -> dict[str, Any]:
-    return inspect.getclosurevars(layer.apply).nonlocals
 
 
 def _symmetric(pads) -> bool:
@@ -83,83 +77,79 @@ def _build_serial(model_name: str, net, params: dict, state: dict, input_shape: 
                 shape = out_shape
 
         def _add(self, layer, p, s, in_shape, out_shape):
-            name = layer.name
+            c = layer.config
             in_hw = in_shape[1:3]
-            if name == "conv":
-                c = _closure(layer)
-                kh, kw, _, out_ch = p["w"].shape
-                stride, dilation = _pair(c["stride"]), _pair(c["dilation"])
+            if isinstance(c, L.ConvConfig):
+                (kh, kw), stride, dilation = c.kernel, c.stride, c.dilation
                 span = (effective_size(kh, dilation[0]), effective_size(kw, dilation[1]))
-                pads = resolve_padding(c["padding"], in_hw, span, stride)
+                pads = resolve_padding(c.padding, in_hw, span, stride)
                 sym = _symmetric(pads)
                 conv = nn.Conv2d(
-                    in_shape[3], out_ch, (kh, kw), stride=stride, dilation=dilation, groups=c["groups"],
-                    padding=(pads[0][0], pads[1][0]) if sym else 0, bias="b" in p,
+                    in_shape[3], c.out_channels, (kh, kw), stride=stride, dilation=dilation, groups=c.groups,
+                    padding=(pads[0][0], pads[1][0]) if sym else 0, bias=c.bias,
                 )  # fmt: skip
                 with torch.no_grad():
                     conv.weight.copy_(tensor(p["w"]).permute(3, 2, 0, 1))
-                    if "b" in p:
+                    if c.bias:
                         conv.bias.copy_(tensor(p["b"]))
                 self.mods.append(conv)
                 if not sym:
                     self.steps.append(("pad", (_torch_pad(pads), 0.0)))
                 self.steps.append(("module", len(self.mods) - 1))
-            elif name in ("max_pool", "avg_pool"):
-                c = _closure(layer)
-                window = _pair(c["window"])
-                stride = window if c["stride"] is None else _pair(c["stride"])
-                pads = resolve_padding(c["padding"], in_hw, window, stride)
-                include = c["extra"].get("count_include_pad", True)
-                if name == "max_pool":
+            elif isinstance(c, (L.MaxPoolConfig, L.AvgPoolConfig)):
+                window, stride = c.window, c.stride
+                pads = resolve_padding(c.padding, in_hw, window, stride)
+                if isinstance(c, L.MaxPoolConfig):
                     if _symmetric(pads) and all(lo <= k // 2 for k, (lo, _) in zip(window, pads)):
                         self.mods.append(nn.MaxPool2d(window, stride, padding=(pads[0][0], pads[1][0])))
                     else:
                         self.steps.append(("pad", (_torch_pad(pads), float("-inf"))))
                         self.mods.append(nn.MaxPool2d(window, stride))
                 elif pads == ((0, 0), (0, 0)) or (_symmetric(pads) and all(lo <= k // 2 for k, (lo, _) in zip(window, pads))):
-                    self.mods.append(nn.AvgPool2d(window, stride, padding=(pads[0][0], pads[1][0]), count_include_pad=include))
+                    padding = (pads[0][0], pads[1][0])
+                    self.mods.append(nn.AvgPool2d(window, stride, padding=padding, count_include_pad=c.count_include_pad))
                 else:
                     raise NotImplementedError(f"avg_pool with padding {pads} has no PyTorch twin here")
                 self.steps.append(("module", len(self.mods) - 1))
-            elif name == "subsample":
-                area = float(np.prod(_pair(_closure(layer)["window"])))
+            elif isinstance(c, L.SubsampleConfig):
+                area = float(np.prod(c.window))
                 self.subsample.append(nn.Parameter(tensor(p["beta"]).view(1, -1, 1, 1)))
                 self.subsample.append(nn.Parameter(tensor(p["b"]).view(1, -1, 1, 1)))
-                self.steps.append(("subsample", (_pair(_closure(layer)["window"]), area, len(self.subsample) - 2)))
-            elif name == "dense":
+                self.steps.append(("subsample", (c.window, area, len(self.subsample) - 2)))
+            elif isinstance(c, L.DenseConfig):
                 lin = nn.Linear(*p["w"].shape)
                 with torch.no_grad():
                     lin.weight.copy_(tensor(p["w"]).T)
                     lin.bias.copy_(tensor(p["b"]))
                 self.mods.append(lin)
                 self.steps.append(("module", len(self.mods) - 1))
-            elif name in ACTIVATIONS:
-                self.steps.append(("activation", ACTIVATIONS[name]))
-            elif name == "flatten":
+            elif isinstance(c, L.ActivationConfig) and c.function in ACTIVATIONS:
+                self.steps.append(("activation", ACTIVATIONS[c.function]))
+            elif isinstance(c, L.FlattenConfig):
                 self.steps.append(("flatten", None))
-            elif name == "batch_norm":
-                c = _closure(layer)
-                bn = nn.BatchNorm2d(in_shape[3], eps=c["eps"], momentum=1.0 - c["momentum"])  # PyTorch weighs the new
+            elif isinstance(c, L.BatchNormConfig):
+                bn = nn.BatchNorm2d(in_shape[3], eps=c.eps, momentum=1.0 - c.momentum)  # PyTorch weighs the new
                 with torch.no_grad():
                     for target, source in ((bn.weight, p["gamma"]), (bn.bias, p["beta"]), (bn.running_mean, s["mean"]),
                                            (bn.running_var, s["var"])):  # fmt: skip
                         target.copy_(tensor(source))
                 self.mods.append(bn)
                 self.steps.append(("module", len(self.mods) - 1))
-            elif name == "dropout":
-                self.mods.append(nn.Dropout(_closure(layer)["rate"]))  # its own masks: the twins agree in eval()
+            elif isinstance(c, L.DropoutConfig):
+                self.mods.append(nn.Dropout(c.rate))  # its own masks: the twins agree in eval()
                 self.steps.append(("module", len(self.mods) - 1))
-            elif name == "global_avg_pool":
+            elif isinstance(c, L.GlobalAvgPoolConfig):
                 self.steps.append(("global_avg_pool", None))
-            elif name in ("residual", "concat"):
+            elif isinstance(c, (L.ResidualConfig, L.ConcatConfig)):
+                nets = (c.body, c.shortcut) if isinstance(c, L.ResidualConfig) else c.branches
                 branches = [
                     _build_serial(model_name, branch, p[f"branch{i}"], s.get(f"branch{i}", {}), in_shape)
-                    for i, branch in enumerate(_closure(layer)["nets"])
+                    for i, branch in enumerate(nets)
                 ]  # fmt: skip
                 self.mods.append(nn.ModuleList(branches))
-                self.steps.append((name, len(self.mods) - 1))
+                self.steps.append(("residual" if isinstance(c, L.ResidualConfig) else "concat", len(self.mods) - 1))
             else:
-                raise NotImplementedError(f"layer {name!r} of model {model_name!r}")
+                raise NotImplementedError(f"layer {layer.name!r} ({type(c).__name__}) of model {model_name!r}")
 
         def forward(self, x):
             for kind, arg in self.steps:
@@ -220,8 +210,6 @@ def step_variant(model, batch: int, learning_rate: float, seed: int = 0, compile
     with the model under ``torch.compile`` (its forward and backward compiled; the compilation, triggered by the
     first step, is reported as the variant's compile time)."""
     torch = importlib.import_module("torch")
-    from jaxcnn.bench.cases import synthetic_batch
-
     dev = device()
     if dev == "cuda":
         configure_cuda()

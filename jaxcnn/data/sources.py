@@ -38,6 +38,9 @@ DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 SPLITS = ("train", "test")
 #: Default number of classes for IDX data (MNIST, Fashion-MNIST, KMNIST).
 IDX_DEFAULT_NUM_CLASSES = 10
+#: The class counts of the IDX datasets jaxcnn knows: their labels are checked against them, in every split
+#: (a label beyond them is a corrupt file, not a new class). Other IDX datasets take max(10, max label + 1).
+IDX_NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "kmnist": 10}
 
 _IDX_PREFIXES = {"train": ("train",), "test": ("t10k", "test")}
 
@@ -203,7 +206,10 @@ def find_idx_pair(
 
 def _load_idx(name: str, split: str, pair: tuple[Path, Path], source: str) -> Dataset:
     images, labels = load_idx_pair(*pair)
-    return make_dataset(images, labels, num_classes=None, name=name, split=split, source=source)
+    num_classes = IDX_NUM_CLASSES.get(name)
+    if num_classes is not None and labels.size:
+        _check_labels(labels, num_classes, f"{pair[1]} ({name} has {num_classes} classes)")
+    return make_dataset(images, labels, num_classes=num_classes, name=name, split=split, source=source)
 
 
 def load(

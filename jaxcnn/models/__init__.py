@@ -1,8 +1,9 @@
 """Models (``jaxcnn.models.get_model(name)``): each a ``serial`` network plus its input shape and loss.
 
-Every model takes NHWC batches of 28x28x1 images (Fashion-MNIST, MNIST, KMNIST) by default; the seed-002
-architectures (alexnet, vgg, googlenet, resnet, densenet) also take 32x32x3 (CIFAR-10) via ``input_shape``,
-the seed toys first mean-pool the image down to the seed's own size.
+Every model takes NHWC batches of 28x28x1 images (Fashion-MNIST, MNIST, KMNIST) by default; the architectures
+after LeNet-5 (AlexNet, Krizhevsky et al. 2012; VGG, Simonyan & Zisserman 2014; GoogLeNet, Szegedy et al. 2014;
+ResNet, He et al. 2015; DenseNet, Huang et al. 2016) also take 32x32x3 (CIFAR-10) via ``input_shape``; the two
+worked examples (``single_kernel_14x14``, ``two_filters_4x4``) first mean-pool the image down to their own size.
 """
 
 from __future__ import annotations
@@ -11,23 +12,20 @@ import functools
 import inspect
 from typing import Callable
 
-import jax
-import jax.numpy as jnp
-
 from jaxcnn.models.alexnet import alexnet
 from jaxcnn.models.densenet import densenet
 from jaxcnn.models.googlenet import googlenet
 from jaxcnn.models.lenet import lenet5, lenet5_classic
 from jaxcnn.models.model import Model
 from jaxcnn.models.resnet import resnet
-from jaxcnn.models.seeds import seed003, seed004
+from jaxcnn.models.worked_examples import single_kernel_14x14, two_filters_4x4
 from jaxcnn.models.vgg import cnn_small, vgg
 
 MODELS: dict[str, Callable[..., Model]] = {
     "lenet5": lenet5,
     "lenet5_classic": lenet5_classic,
-    "seed003": seed003,
-    "seed004": seed004,
+    "single_kernel_14x14": single_kernel_14x14,
+    "two_filters_4x4": two_filters_4x4,
     "cnn_small": cnn_small,
     "cnn_small_bn": functools.partial(cnn_small, batch_norm=True),
     "alexnet": alexnet,
@@ -39,9 +37,6 @@ MODELS: dict[str, Callable[..., Model]] = {
     "resnet20": functools.partial(resnet, depth=20),
     "densenet": densenet,
 }
-
-# The architectures of seed 002, one entry each (experiments/zoo.py trains these).
-ZOO = ("lenet5", "alexnet", "vgg", "googlenet", "resnet20", "densenet")
 
 
 def get_model(name: str, num_classes: int = 10, input_shape: tuple[int, int, int] | None = None) -> Model:
@@ -57,33 +52,3 @@ def get_model(name: str, num_classes: int = 10, input_shape: tuple[int, int, int
             raise ValueError(f"model {name!r} takes {built.input_shape} images only, got input_shape {tuple(input_shape)}")
         return built
     return factory(num_classes, input_shape=tuple(input_shape))
-
-
-def gradcheck_case(name: str, batch: int = 2, input_shape: tuple[int, int, int] | None = None):
-    """(loss factory, (params, x), names) for jaxcnn.gradcheck: the whole model in float64 on a small batch
-    (and, for the models that take any image size, optionally small images).
-
-    The loss is the training-mode one (batch statistics, a fixed dropout key), the mode whose backward trains.
-    """
-    model = get_model(name, input_shape=input_shape)
-    # Any random data will do here; the RBG generator's programs compile in a fraction of threefry's time.
-    key = jax.random.key(0, impl="rbg")
-    to_float64 = functools.partial(jax.tree_util.tree_map, lambda a: a.astype(jnp.float64))
-
-    @jax.jit  # one program: drawn eagerly, every layer's initialiser would compile its own
-    def draw(key):
-        x = jax.random.uniform(jax.random.fold_in(key, 1), (batch, *model.input_shape), jnp.float64)
-        return to_float64(model.init(key)), to_float64(model.init_state()), x
-
-    params, state, x = draw(key)
-    labels = jnp.arange(batch) % model.num_classes
-    dropout_key = jax.random.fold_in(key, 2)
-
-    def loss_factory(impl):
-        def loss(p, x):
-            outputs, _ = model.forward(p, state, x, impl=impl, train=True, key=dropout_key)
-            return model.loss_from_outputs(outputs, labels, impl=impl)
-
-        return loss
-
-    return loss_factory, (params, x), ("params", "x")

@@ -1,4 +1,4 @@
-"""The LeNet family: LeCun 1998 / Bouvrie's classic (seed 000) and the modern max-pool/ReLU variant."""
+"""The LeNet family: LeCun et al. 1998 as Bouvrie 2006 writes it, and the modern max-pool/ReLU variant."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from jaxcnn.models.model import Model
 
 
 def lenet5_classic(num_classes: int = 10) -> Model:
-    """LeCun 1998 / Bouvrie (seed 000): conv -> tanh -> sub-sampling (beta, b) -> tanh -> conv -> ... -> FC, MSE.
+    """LeCun et al. 1998, in the notation of Bouvrie 2006: conv -> tanh -> sub-sampling (beta, b) -> tanh -> conv -> ... -> FC, MSE.
 
     28x28x1 -> conv 5x5x6 (SAME) 28x28 -> subsample 14x14 -> conv 5x5x16 10x10 -> subsample 5x5 -> 120 -> 84 -> C,
-    sigmoid outputs trained with MSE on one-hot targets (seed 003's output delta (y - t) y (1 - y)).
+    sigmoid outputs trained with MSE on one-hot targets (output delta (y - t) y (1 - y)).
     """
     net = serial(
         Conv(6, 5, padding="SAME", w_init=jax.nn.initializers.lecun_normal()), Tanh, Subsample(2), Tanh,

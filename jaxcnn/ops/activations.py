@@ -1,4 +1,4 @@
-"""Activations f and their derivatives f', computed from the saved output y = f(u) (seed 000, 003); relu's
+"""Activations f and their derivatives f', computed from the saved output y = f(u) (Bouvrie 2006); relu's
 from the saved input u, the same indicator.
 
     sigmoid:      y = 1 / (1 + e^-u)            f'(u) = y (1 - y)

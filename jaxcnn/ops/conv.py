@@ -1,14 +1,14 @@
-"""2-D convolution (a cross-correlation, seed 002) with its hand-derived backward pass.
+"""2-D convolution (a cross-correlation, Dumoulin & Visin 2016) with its hand-derived backward pass.
 
 Shapes: x (N, H, W, C_in) NHWC, w (kh, kw, C_in / groups, C_out) HWIO, b (C_out,), output
 u (N, H_out, W_out, C_out) with H_out = floor((H + lo + hi - K) / s) + 1, K = (kh - 1) d + 1.
 
-Forward (seed 000/001): u_j = sum_{i in group(j)} x_i * k_ij + b_j, "*" a strided, dilated correlation.
+Forward (Bouvrie 2006, section 3.1): u_j = sum_{i in group(j)} x_i * k_ij + b_j, "*" a strided, dilated correlation.
 
-Backward, given the residual delta = dE/du (seed 001):
+Backward, given the residual delta = dE/du (Bouvrie 2006, section 3.1):
     dE/db_j   = sum_{n,u,v} delta_j(u, v)
     dE/dk_ij  = sum_{n,u,v} delta_j(u, v) P_i(u, v)      the correlation of x with delta: each kernel weight
-                                                        is shared by every output position (seed 003)
+                                                        is shared by every output position
     dE/dx_i   = sum_j full_correlation(dilate_s(delta_j), rot180(k_ij))
                 "rotate the kernel 180 degrees and correlate with the zero-padded error"; with stride s the
                 residual is first dilated by s - 1 zeros between entries, with dilation d the kernel is.

@@ -1,4 +1,4 @@
-"""Transposed ("fractionally strided", seed 002) convolution and its hand-derived backward pass.
+"""Transposed ("fractionally strided", Dumoulin & Visin 2016) convolution and its hand-derived backward pass.
 
 conv2d_transpose(y, w) is the adjoint of x -> conv2d(x, w, stride, padding, dilation, groups) with
 respect to x, applied to y: it raises resolution by inserting s - 1 zeros between the entries of y and

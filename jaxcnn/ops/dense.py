@@ -1,8 +1,8 @@
-"""Fully connected layer and its hand-derived backward pass (seed 000, 003).
+"""Fully connected layer and its hand-derived backward pass (Bouvrie 2006, section 2).
 
     u = x W + b            x (..., in), W (in, out), b (out,) -> u (..., out)
 
-Given delta = dE/du (seed 000 writes the column-vector form u = W x + b; here rows are samples):
+Given delta = dE/du (Bouvrie 2006 writes the column-vector form u = W x + b; here rows are samples):
     dE/dx = delta W^T                     the residual handed to the layer below (before its f')
     dE/dW = x^T delta                     summed over every leading (batch) index (in float32 for low-precision x)
     dE/db = sum over leading indices of delta

@@ -2,7 +2,7 @@
 
     y[n, c] = 1 / (H W) sum_{h, w} x[n, h, w, c]          x (N, H, W, C) -> y (N, C)
 
-Mean pooling with a single window that covers the whole map (seed 001, 002), so its backward is that
+Mean pooling with a single window that covers the whole map (Lin et al. 2013), so its backward is that
 window's up(): every position receives an equal share of its channel's residual,
     dE/dx[n, h, w, c] = delta[n, c] / (H W)               = up(delta / (H W)) with a factor (H, W).
 

@@ -1,10 +1,10 @@
-"""Loss functions at the output layer and their hand-derived gradients (seed 000, 001, 003, 004).
+"""Loss functions at the output layer and their hand-derived gradients (Bouvrie 2006, section 2).
 
-Both are batch means over the leading axis (N samples), matching the seeds' E = 1/N sum_n E^n:
+Both are batch means over the leading axis (N samples), matching Bouvrie's E = 1/N sum_n E^n:
 
     mse:                    E = 1/(2N) sum_n sum_k (y_k^n - t_k^n)^2
                             dE/dy = (y - t) / N,   dE/dt = -(y - t) / N
-                            (behind a sigmoid output this gives seed 003's (yo - d) ds(yo))
+                            (behind a sigmoid output this gives (y - t) y (1 - y))
     softmax_cross_entropy:  E = -1/N sum_n sum_k t_k^n log softmax(u^n)_k      t one-hot (or any distribution)
                             dE/du = (softmax(u) sum_k t_k - t) / N  = (softmax(u) - onehot) / N for one-hot t
                             dE/dt = -log softmax(u) / N

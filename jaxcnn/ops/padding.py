@@ -3,7 +3,7 @@
 One spatial axis at a time. Notation: input size n, kernel size k, dilation d, effective kernel
 K = (k - 1) d + 1, stride s, padding lo (top/left) and hi (bottom/right).
 
-    forward output size          m = floor((n + lo + hi - K) / s) + 1           (seed 002)
+    forward output size          m = floor((n + lo + hi - K) / s) + 1           (Dumoulin & Visin 2016)
     rows the forward never reads r = (n + lo + hi - K) mod s
 
 The input gradient of a strided correlation is a *full* correlation of the stride-dilated residual

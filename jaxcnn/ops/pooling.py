@@ -1,19 +1,19 @@
-"""Max and mean pooling with their hand-derived backward passes (seed 001, 002, 003, 004).
+"""Max and mean pooling with their hand-derived backward passes (Bouvrie 2006; sizes: Dumoulin & Visin 2016).
 
 x (N, H, W, C) -> (N, H_out, W_out, C), H_out = floor((H + lo + hi - window) / stride) + 1, stride
 defaulting to the window (non-overlapping). Pooling has no parameters, only a residual to pass down:
 
     max pooling:  dE/dx(p) = sum over windows w that hold p as their argmax of delta(w)
-                  (seed 003 records the argmax in the forward; ties go to the first maximum in row-major
+                  (the forward records the argmax; ties go to the first maximum in row-major
                   window order, as jax.grad and PyTorch do; padded cells hold -inf and never win)
     mean pooling: dE/dx(p) = sum over windows w containing p of delta(w) / n(w)
                   n(w) = window area, or the number of real (unpadded) cells if count_include_pad=False
 
 "Summed over windows" only matters when windows overlap (stride < window); with stride == window it is
-the seeds' up() of delta, routed or spread. The backward walks the window offsets (a, b): the cells
+Bouvrie's up() of delta, routed or spread. The backward walks the window offsets (a, b): the cells
 x_pad[a + s u, b + s v] of offset (a, b) form a strided slice, and their share of delta goes back by the
 same slice, as a zero-interleaved ("dilated") copy of delta shifted by (a, b). The max pool's forward records
-the offset a k_w + b of each window's first maximum, as seed 003 records the argmax, and saves only those
+the offset a k_w + b of each window's first maximum, the argmax recorded in the forward, and saves only those
 offsets (``MAX_AND_WINNER``, a rule that platforms may evaluate their own way: ``jaxcnn/ops/xla_cpu/pooling.py``).
 
 Non-overlapping windows (stride == window, the usual 2 x 2 pooling) skip that scatter: x reshapes into blocks
@@ -169,7 +169,7 @@ def first_maximum(cells: list[jax.Array], top: jax.Array) -> jax.Array:
 
 
 def max_and_first_maximum(x: jax.Array, geom: PoolGeometry) -> jax.Array:
-    """The max pool of x and the offset a k_w + b of each window's first maximum: seed 003 records this argmax
+    """The max pool of x and the offset a k_w + b of each window's first maximum: the argmax recorded
     in the forward, and the backward routes delta by it."""
     top = _max_forward(x, geom)
     return top, first_maximum(window_cells(x, geom), top)
@@ -300,7 +300,7 @@ def _avg_forward(x: jax.Array, geom: PoolGeometry, count_include_pad: bool) -> j
 def avg_pool_input_grad(delta: jax.Array, geom: PoolGeometry, in_hw: tuple[int, int], count_include_pad: bool) -> jax.Array:
     """Spread delta / n(w) evenly over every cell of each window; sum where windows overlap.
 
-    Non-overlapping windows (stride == window) take the seeds' up(): delta / n(w) broadcast over each
+    Non-overlapping windows (stride == window) take Bouvrie's up(): delta / n(w) broadcast over each
     (kh, kw) block and reshaped back (``PoolGeometry.from_blocks``), instead of one shifted copy per offset.
     """
     share = delta / _window_counts(geom, in_hw, count_include_pad, delta.dtype)

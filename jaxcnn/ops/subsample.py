@@ -1,11 +1,11 @@
-"""LeNet/Bouvrie sub-sampling with a multiplicative bias, and the Kronecker up() it is built on (seed 000).
+"""LeNet sub-sampling with a multiplicative bias, and the Kronecker up() it is built on (Bouvrie 2006, section 3.2).
 
     down(x)_j(u, v) = sum_{a, b < n} x_j(n u + a, n v + b)         n x n block sums (non-overlapping)
     up(x)           = x (kron) 1_{n x n}                             each value copied into an n x n block
 
 Sub-sampling layer:  s_j = beta_j down(x_j) + b_j      x (N, H, W, C) -> (N, H / n, W / n, C); beta, b (C,).
 Its backward, given delta = dE/ds:
-    dE/dx_j    = beta_j up(delta_j)                       (seed 000: delta^l = beta^{l+1} (f' o up(delta^{l+1})),
+    dE/dx_j    = beta_j up(delta_j)                       (Bouvrie 2006: delta^l = beta^{l+1} (f' o up(delta^{l+1})),
                                                            the f' being applied by the activation op)
     dE/dbeta_j = sum_{n,u,v} (delta_j o down(x_j))(u, v)
     dE/db_j    = sum_{n,u,v} delta_j(u, v)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Sequence
@@ -76,14 +77,18 @@ class TrainConfig:
         for name in ("train_subset", "test_subset", "checkpoint_every", "crop_pad"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be finite and > 0, got {self.learning_rate}")
+        if not 0 <= self.momentum < 1:  # NaN fails too
+            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be finite and >= 0, got {self.weight_decay}")
+        if not 0 <= self.seed < 2**32:  # jax.random.PRNGKey keeps 32 bits: larger seeds would repeat smaller ones
+            raise ValueError(f"seed must lie in [0, 2**32 - 1 = {2**32 - 1}], got {self.seed}")
         if self.devices < 0:
             raise ValueError(f"devices must be >= 0 (0: all), got {self.devices}")
-        if self.per_example_clip is not None and not self.per_example_clip > 0:
-            raise ValueError(f"per_example_clip must be > 0, got {self.per_example_clip}")
+        if self.per_example_clip is not None and not (math.isfinite(self.per_example_clip) and self.per_example_clip > 0):
+            raise ValueError(f"per_example_clip must be finite and > 0, got {self.per_example_clip}")
 
 
 def _field_type(annotation: Any) -> type:
@@ -106,10 +111,23 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfi
 
 
 def config_from_args(argv: Sequence[str], cls: type = TrainConfig, prog: str = "jaxcnn train") -> Any:
+    """The config the flags give; with ``--config NAME`` (TrainConfig only) the recipe jaxcnn.configs.NAME,
+    whose fields the other flags override."""
     parser = argparse.ArgumentParser(prog=prog, description=cls.__doc__)
+    if cls is TrainConfig:
+        parser.add_argument("--config", metavar="NAME", help="start from this recipe of jaxcnn.configs")
     add_config_arguments(parser, cls)
-    args = parser.parse_args(argv)
+    recipe = parser.parse_known_args(argv)[0].config if cls is TrainConfig else None
+    if recipe is not None:
+        from jaxcnn import configs
+
+        try:
+            parser.set_defaults(**dataclasses.asdict(configs.get_config(recipe)))
+        except ValueError as err:
+            parser.error(str(err))
+    args = vars(parser.parse_args(argv))
+    args.pop("config", None)
     try:
-        return cls(**vars(args))
+        return cls(**args)
     except ValueError as err:
         parser.error(str(err))

@@ -4,7 +4,7 @@ Every ``plot_*`` function is pure apart from writing ONE PNG; it returns the pat
 created). Figures are built on ``matplotlib.figure.Figure`` and saved through the Agg renderer, so nothing here
 touches pyplot's global state or the process-wide backend (safe headless, in threads and inside tests).
 
-The residual map of a layer is the seeds' delta = dE/d(layer output) for a single image: ``Serial`` adds a zero
+The residual map of a layer is Bouvrie 2006's delta = dE/d(layer output) for a single image: ``Serial`` adds a zero
 "tap" to every layer output, and the gradient of the loss w.r.t. the taps is exactly those deltas.
 """
 
@@ -262,7 +262,7 @@ def residual_maps(
     """(layer key, delta) for every layer: delta = dE/d(layer output) for the single image, batch axis kept.
 
     Shapes equal ``model.tap_shapes(1)``; with a batch of one the loss's 1/N is 1, so the last delta is the
-    seeds' output delta (softmax(u) - onehot for cross-entropy, y - t for MSE).
+    output delta (softmax(u) - onehot for cross-entropy, y - t for MSE).
     """
     return _residuals(model, params, image, label, impl, state)[1]
 

@@ -9,7 +9,8 @@
 * ``--deterministic``: XLA's deterministic-ops flag, which makes GPU reductions (scatter-adds, convolution
   algorithms) run in a fixed order; on the CPU XLA is deterministic anyway.
 
-Library users who call ``jaxcnn.train.train`` from Python may call :func:`configure` themselves; both settings are
+``python -m jaxcnn train`` applies them through ``jaxcnn.launch.set_up``. Library users who call
+``jaxcnn.train.train`` from Python may call :func:`configure` (or ``set_up``) themselves; both settings are
 optional and change no result beyond the bit-level reproducibility ``--deterministic`` buys on GPUs.
 """
 

@@ -161,10 +161,9 @@ def epoch_order(key: jax.Array, epoch: int | jax.Array, num_examples: int, batch
     return perm[: steps * batch_size].reshape(steps, batch_size)
 
 
-# Steps per iteration of the epoch's loop: two let XLA overlap the end of one step with the start of the next.
-# Measured on XLA:CPU, manual impl, batch 128, scan against a Python loop of jitted steps: cnn_small 0.94-0.96
-# with one step per iteration, 1.00 with two, 1.01-1.02 with four; lenet5 1.05, 1.09, 1.09. Compiling takes
-# longer (cnn_small 0.8 -> 0.9 s, googlenet 5 -> 6.8 s).
+# Steps per iteration of the epoch's loop: two let XLA overlap the end of one step with the start of the next
+# (the bench's epoch table compares the scan with a Python loop of jitted steps); more gain little and lengthen
+# the compilation.
 SCAN_UNROLL = 2
 
 

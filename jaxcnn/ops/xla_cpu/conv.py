@@ -1,8 +1,8 @@
 """Faster evaluations of conv2d's three correlations on XLA:CPU (``jaxcnn/ops/conv.py`` derives them).
 
-Each function computes the same sum as the textbook form it is registered for, in the shape XLA:CPU runs
-fastest (measured with ``python -m jaxcnn bench`` on a 2-core x86-64 machine); ``tests/test_evaluations.py``
-checks each against the textbook form in float64.
+Each function computes the same sum as the textbook form it is registered for, in a shape XLA:CPU runs faster;
+the op rows of ``python -m jaxcnn bench`` (manual against autodiff) measure each choice, and the tests check each
+evaluation against the textbook form in float64.
 
 * forward (``manual_correlate``): thin correlations (few channels) fold r adjacent columns into the channels
   (``width_blocked_correlate``); otherwise XLA's convolution. The autodiff twin keeps XLA's convolution, so
@@ -39,7 +39,7 @@ from jaxcnn.ops.conv import (
 # unrolled program would grow with the group count (a depthwise conv has one group per channel).
 MAX_SPLIT_GROUPS = 8
 # An input gradient with at most this many channels (per group) is computed by col2im (multiply, then
-# overlap-add): Eigen and YNNPACK run convolutions with so few output channels far below their speed.
+# overlap-add): XLA:CPU runs convolutions with so few output channels far below its speed.
 COL2IM_MAX_CHANNELS = 8
 # A stride-1 input gradient of a conv with at most this many output channels is the width-blocked correlation of
 # delta with the rotated kernel (``use_blocked_input_grad``); with more, col2im's matrix product pays off.
@@ -50,7 +50,7 @@ BLOCKED_INPUT_GRAD_MAX_CHANNELS = 16
 WIDTH_BLOCK_MAX_CHANNELS = 80
 WIDTH_BLOCK_FACTORS = (4, 2)
 # The kernel gradient is width-blocked by KERNEL_GRAD_BLOCK (``kernel_grad_path``) only when
-# KERNEL_GRAD_BLOCK (C_in + C_out) <= this: for wider convs the blocked correlation was measured slower.
+# KERNEL_GRAD_BLOCK (C_in + C_out) <= this: for wider convs the plain correlation is the faster one.
 KERNEL_GRAD_BLOCK = 4
 KERNEL_GRAD_BLOCK_MAX_CHANNELS = 32
 
@@ -63,15 +63,15 @@ def manual_correlate(x: jax.Array, w: jax.Array, geom: ConvGeometry) -> jax.Arra
 
 
 def forward_path(w_shape: tuple[int, ...], geom: ConvGeometry) -> str:
-    """How the manual forward evaluates the correlation (measured on XLA:CPU at batch 128, 14 x 14 and 28 x 28
-    inputs, 1-16 input and 6-32 output channels; ``python -m jaxcnn bench`` times the step):
+    """How the manual forward evaluates the correlation (bench cases "lenet5 conv1 5x5 SAME" and "lenet5 conv2
+    5x5"; the bench's step table times whole networks):
       * "width_blocked": ungrouped, stride and dilation 1 along the width, k_w > 1, few channels
         (``width_block_factor`` > 1, ``width_blocked_correlate``);
       * "convolution": otherwise XLA's convolution, as in the autodiff twin.
 
-    (A plain sum over the kernel's taps, one broadcast multiply-add each, was faster still for LeNet-5's first
-    layer: 0.34 ms against 0.47. It is not used: XLA fuses that sum into the activation after it, and with tanh
-    the fused loop took 3.5 ms against 0.7 for the blocked correlation and tanh.)
+    (A plain sum over the kernel's taps, one broadcast multiply-add each, is faster still for LeNet-5's first
+    layer on its own, but XLA fuses that sum into the activation after it, and with tanh the fused loop is
+    several times slower than the blocked correlation followed by tanh.)
     """
     return "width_blocked" if width_block_factor(w_shape, geom) > 1 else "convolution"
 
@@ -139,8 +139,8 @@ def width_blocked_correlate(x: jax.Array, w: jax.Array, geom: ConvGeometry, r: i
 
     an ordinary correlation with r times the channels on each side and c = ceil((kw - 1 + r) / r) taps across
     (``width_blocked_kernel``); the output's columns past the last real one are cut. c r / kw times the
-    multiply-adds (the extra ones multiply zeros), but XLA:CPU runs the wider shape 1.1-5x faster (e.g. LeNet-5's
-    5 x 5, 6 -> 16 conv on 14 x 14: 0.33 ms against 0.50). Needs stride and dilation 1 along the width.
+    multiply-adds (the extra ones multiply zeros), but XLA:CPU runs the wider shape faster (bench case
+    "lenet5 conv2 5x5"). Needs stride and dilation 1 along the width.
     """
     n, _, width, _ = x.shape
     kw, c_out = w.shape[1], w.shape[3]
@@ -154,9 +154,10 @@ def width_blocked_correlate(x: jax.Array, w: jax.Array, geom: ConvGeometry, r: i
 def correlate_input_grad(delta: jax.Array, w: jax.Array, geom: ConvGeometry, in_hw: tuple[int, int]) -> jax.Array:
     """dE/dx = full_correlation(dilate_s(delta), rot180(w)), cut to the input's n rows.
 
-    The same sum is computed the way XLA runs it fastest (``input_grad_path`` picks, measured on XLA:CPU):
+    The same sum is computed the way XLA:CPU runs it faster (``input_grad_path`` picks; the bench's conv rows
+    measure each path):
       * "split_groups": groups > 1 (up to MAX_SPLIT_GROUPS): one ungrouped gradient per group; XLA:CPU runs
-        grouped convolutions as generic loops, ungrouped ones in Eigen/YNNPACK;
+        grouped convolutions as generic loops, ungrouped ones in its convolution library;
       * "blocked": stride 1, few channels on both sides: the full correlation itself, width-blocked
         (``blocked_input_grad``);
       * "col2im": few input channels: multiply first, then overlap-add (``col2im_input_grad``);
@@ -201,9 +202,8 @@ def use_blocked_input_grad(w_shape: tuple[int, ...], geom: ConvGeometry) -> bool
     """Stride 1, ungrouped, at most BLOCKED_INPUT_GRAD_MAX_CHANNELS conv outputs, padding < K (so the full
     correlation's padding is >= 0), and a width-blocking factor > 1 for the rotated (kh, kw, O, I) kernel.
 
-    Measured at batch 128 on XLA:CPU, followed by a 2 x 2 max-pool backward as in a network: LeNet-5's
-    5 x 5, 6 -> 16 conv 1.13 ms against col2im's 1.29; 3 x 3, 8 -> 16 on 14 x 14 0.65 against 1.28; with 32
-    outputs col2im was faster (2.9 against 4.8 ms for 3 -> 32 on 28 x 28).
+    Followed by a 2 x 2 max-pool backward as in a network (the bench's lenet5 step), this beats col2im for few
+    outputs; with many outputs col2im's matrix product is the faster one.
     """
     if geom.groups != 1 or geom.stride != (1, 1) or w_shape[3] > BLOCKED_INPUT_GRAD_MAX_CHANNELS:
         return False
@@ -234,7 +234,7 @@ def col2im_input_grad(delta: jax.Array, w: jax.Array, geom: ConvGeometry, in_hw:
     d a + s u (a zero-interleaved placement for s > 1), then cut to the input rows [lo, lo + n). No zero of the
     stride-dilated or padded delta is multiplied; the overlap-add reads k_h k_w times the output's size.
     (XLA fuses this sum into a consumer that reads each element several times, e.g. the 2 x 2 broadcast of the
-    max-pool backward before it, and redoes it per read; still faster than the convolution, measured.)
+    max-pool backward before it, and redoes it per read; still faster than the convolution there.)
     """
     n, m1, m2, o = delta.shape
     kh, kw, i, _ = w.shape
@@ -284,9 +284,8 @@ def polyphase_kernel(w: jax.Array, stride: tuple[int, int]) -> jax.Array:
 def stack_phases(kernel_hw: tuple[int, int], stride: tuple[int, int]) -> bool:
     """Whether ``polyphase_input_grad`` computes the phases as ONE correlation (``stacked_phases``): when the
     kernel is a multiple of the stride on both axes, so that no sub-kernel is zero-padded. Otherwise one
-    correlation per phase (``separate_phases``) skips the zero taps: measured on XLA:CPU, 3 x 3 stride 2 at
-    64 x 32 x 32 x 64: 4.1 ms against 5.8 (autodiff 7.8); 5 x 5 and 7 x 7 stride 2: 10.4 against 13.3 and 21.7
-    against 25.8 ms; 4 x 4 stride 2 (no zero taps): one correlation 3.1 ms, four 3.7."""
+    correlation per phase (``separate_phases``) skips the zero taps, which pays off on XLA:CPU (bench cases
+    "conv 3x3 stride 2 SAME, dx only" and "conv 4x4 stride 2 pad 1")."""
     return all(k % s == 0 for k, s in zip(kernel_hw, stride))
 
 
@@ -363,8 +362,8 @@ def kernel_gradient(x: jax.Array, delta: jax.Array, geom: ConvGeometry, kernel_h
 
 def kernel_grad_path(w_shape: tuple[int, ...], geom: ConvGeometry) -> str:
     """"width_blocked" for an ungrouped conv with stride and dilation 1 along the width, k_w > 1 and
-    KERNEL_GRAD_BLOCK (C_in + C_out) <= KERNEL_GRAD_BLOCK_MAX_CHANNELS (LeNet-5's 1 -> 6 first layer: 0.34 ms
-    against 0.57 at batch 128 on XLA:CPU), else "correlation"."""
+    KERNEL_GRAD_BLOCK (C_in + C_out) <= KERNEL_GRAD_BLOCK_MAX_CHANNELS (bench case "lenet5 conv1 5x5 SAME"),
+    else "correlation"."""
     _, kw, c_in, c_out = w_shape
     narrow = KERNEL_GRAD_BLOCK * (c_in + c_out) <= KERNEL_GRAD_BLOCK_MAX_CHANNELS
     return "width_blocked" if narrow and width_blockable(kw, geom) else "correlation"
@@ -393,7 +392,7 @@ def width_blocked_kernel_grad(
 def correlate_kernel_grad(x: jax.Array, delta: jax.Array, geom: ConvGeometry, kernel_hw: tuple[int, int]) -> jax.Array:
     """``correlation_kernel_grad`` with the operands transposed explicitly into NHWC / HWIO order, x to
     (I, H, W, N) and delta to (m_h, m_w, N, O), and the (I, k_h, k_w, O) result back to HWIO: XLA:CPU runs
-    only that canonical form in Eigen/YNNPACK, and inside a while loop (an epoch as one lax.scan) it does not
+    only that canonical form in its convolution library, and inside a while loop (an epoch as one lax.scan) it does not
     transpose other forms itself but falls back to a generic loop many times slower. Groups (up to
     MAX_SPLIT_GROUPS) are split into ungrouped correlations; more keep the textbook's batch-group count.
     """

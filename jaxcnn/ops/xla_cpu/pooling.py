@@ -41,8 +41,8 @@ def max_and_first_argmax(cells: list[jax.Array]) -> tuple[jax.Array, jax.Array]:
 
     One variadic reduction over a window axis built by a chain of selects on an iota, T[..., k] = cells[k]
     (``pick``), not by stacking: XLA:CPU writes a stack of the K strided cells to memory (K copies of the
-    pooled input: 84 ms for a 3 x 3 / 1 window at 64 x 28 x 28 x 64), while the select chain fuses into the
-    reduction (3.6 ms there). A running argmax (one select per cell) is cheaper on its own, but XLA fuses it
+    pooled input), while the select chain fuses into the reduction (bench case "max_pool 3x3 stride 2"). A
+    running argmax (one select per cell) is cheaper on its own, but XLA fuses it
     into every shifted share of the backward's scatter and recomputes it there; the reduction's result is
     written once.
     """

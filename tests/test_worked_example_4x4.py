@@ -1,17 +1,17 @@
-"""Seed 004's worked example ("hand-write a CNN"), reproduced and then differentiated by hand.
+"""The 4x4 worked example ("hand-write a CNN"), reproduced and then differentiated by hand.
 
-The seed: a 4x4 image and two 2x2 filters (stride 1) give two 3x3 feature maps; ReLU; 2x2 max pooling;
+The example: a 4x4 image and two 2x2 filters (stride 1) give two 3x3 feature maps; ReLU; 2x2 max pooling;
 flatten; a fully connected layer; softmax. Its one number: with i11=1, i12=0, i21=1, i22=1 and filter rows
 (1, -1), (1, -1),
 
     net_o11 = 1*1 + 0*(-1) + 1*1 + 1*(-1) = 1,      out_o11 = ReLU(1) = 1.
 
-The seed's pooling takes max(o11, o12, o21, o22) over a 2x2 window of a 3x3 map. A 2x2 window with the
+The example's pooling takes max(o11, o12, o21, o22) over a 2x2 window of a 3x3 map. A 2x2 window with the
 usual stride 2 would leave a single 1x1 output of a 3x3 map (and drop the last row and column), so the
 tiny network here pools with stride 1: 3x3 -> 2x2, windows overlapping, which also exercises the "sum
 over the windows whose argmax a cell is" part of the max-pool backward.
 
-The backward is then worked out by hand in numpy, following the seed's chain rule, and compared with
+The backward is then worked out by hand in numpy, following the example's chain rule, and compared with
 jax.grad of both implementations:
 
     delta_z    = softmax(z) - onehot(label)                    at the output (N = 1)
@@ -37,7 +37,7 @@ from jaxcnn import ops
 
 IMPLS = ("manual", "autodiff")
 
-# The image: its top-left 2x2 patch is the seed's [[i11, i12], [i21, i22]] = [[1, 0], [1, 1]]; the rest is
+# The image: its top-left 2x2 patch is the example's [[i11, i12], [i21, i22]] = [[1, 0], [1, 1]]; the rest is
 # hand-chosen so that no pooling window holds two equal positive maxima (the argmax is unambiguous), two
 # overlapping windows share an argmax (their deltas add up), and one window of map 1 holds only units the
 # ReLU switched off: its delta is routed to a dead unit and the ReLU derivative must zero it.
@@ -50,10 +50,10 @@ IMAGE = np.array(
     ],
     dtype=np.float64,
 )
-FILTER_1 = np.array([[1, -1], [1, -1]], dtype=np.float64)  # the seed's filter: rows (1, -1), (1, -1)
+FILTER_1 = np.array([[1, -1], [1, -1]], dtype=np.float64)  # the example's filter: rows (1, -1), (1, -1)
 FILTER_2 = np.array([[1, 0], [0, 1]], dtype=np.float64)
-FILTERS = np.stack([FILTER_1, FILTER_2])  # (C_out, 2, 2), as the seed draws them
-CONV_BIAS = np.array([0.0, 0.0])  # the seed's example has no bias; it is still a parameter with a gradient
+FILTERS = np.stack([FILTER_1, FILTER_2])  # (C_out, 2, 2), as the example draws them
+CONV_BIAS = np.array([0.0, 0.0])  # the example has no bias; it is still a parameter with a gradient
 FC_W = np.array(  # (8 features, 3 classes): logits z = (-1, 0, -2), the label's the smallest, softmax not saturated
     [
         [-1, 0, 1],
@@ -89,7 +89,7 @@ def params():
 
 
 def network(p, x, impl):
-    """Returns (loss, intermediates) of the seed's tiny CNN for one image x (1, 4, 4, 1)."""
+    """Returns (loss, intermediates) of the example's tiny CNN for one image x (1, 4, 4, 1)."""
     net = ops.conv2d(x, p["conv"]["w"], p["conv"]["b"], stride=1, padding="VALID", impl=impl)  # (1, 3, 3, 2)
     out = ops.relu(net, impl=impl)
     pooled = ops.max_pool(out, window=2, stride=1, impl=impl)  # (1, 2, 2, 2)
@@ -99,11 +99,11 @@ def network(p, x, impl):
     return loss, {"net": net, "out": out, "pooled": pooled, "z": z, "probs": ops.softmax(z, impl=impl)}
 
 
-# ---------------------------------------------------------------- the seed's number
+# ---------------------------------------------------------------- the example's number
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-def test_seed_net_o11_and_out_o11(impl):
+def test_example_net_o11_and_out_o11(impl):
     x = nhwc(IMAGE)
     w = hwio(FILTER_1[None])  # one filter, rows (1, -1), (1, -1)
     net = ops.conv2d(x, w, stride=1, padding="VALID", impl=impl)
@@ -119,7 +119,7 @@ def test_seed_net_o11_and_out_o11(impl):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-def test_seed_pool_m11_is_max_of_o11_o12_o21_o22(impl):
+def test_example_pool_m11_is_max_of_o11_o12_o21_o22(impl):
     _, inter = network(params(), nhwc(IMAGE), impl)
     out = np.asarray(inter["out"][0])
     assert inter["pooled"].shape == (1, 2, 2, 2)
@@ -131,7 +131,7 @@ def test_seed_pool_m11_is_max_of_o11_o12_o21_o22(impl):
 
 
 def hand_forward_backward(image, filters, conv_b, fc_w, fc_b, label):
-    """The seed's forward and backward passes written out with loops, no autodiff."""
+    """The example's forward and backward passes written out with loops, no autodiff."""
     n_out, kh, kw = filters.shape
     h, w = image.shape
     oh, ow = h - kh + 1, w - kw + 1  # 3, 3
@@ -144,7 +144,7 @@ def hand_forward_backward(image, filters, conv_b, fc_w, fc_b, label):
                 net[c, i, j] = np.sum(image[i : i + kh, j : j + kw] * filters[c]) + conv_b[c]
     out = np.maximum(net, 0.0)
 
-    # 2x2 max pooling with stride 1, recording each window's argmax (seed 003 does the same)
+    # 2x2 max pooling with stride 1, recording each window's argmax
     ph, pw = oh - 1, ow - 1
     pooled = np.zeros((n_out, ph, pw))
     argmax = {}
@@ -207,7 +207,7 @@ HAND = hand_forward_backward(IMAGE, FILTERS, CONV_BIAS, FC_W, FC_B, LABEL)
 def test_hand_example_is_what_it_claims():
     """Sanity of the hand-chosen numbers: unambiguous argmaxes, a shared argmax, a delta the ReLU kills."""
     net, out = HAND["net"], HAND["out"]
-    assert net[0, 0, 0] == 1 and out[0, 0, 0] == 1  # the seed's o11
+    assert net[0, 0, 0] == 1 and out[0, 0, 0] == 1  # the example's o11
     np.testing.assert_array_equal(net[0], [[1, -2, 0], [2, 0, -3], [1, 1, -4]])
     np.testing.assert_array_equal(net[1], [[2, 1, 4], [1, 1, 3], [3, 0, 2]])
     for (c, p, q), _ in HAND["argmax"].items():
@@ -279,7 +279,7 @@ def test_input_gradient_matches_hand(impl):
 
 
 def test_hand_input_gradient_is_full_correlation_with_rot180():
-    """The scatter form used above equals the seed's 'rotate the kernel 180 degrees, correlate the padded error'."""
+    """The scatter form used above equals the textbook 'rotate the kernel 180 degrees, correlate the padded error'."""
     delta_net, filters = HAND["delta_net"], FILTERS
     full = np.zeros_like(IMAGE)
     for c in range(2):
@@ -318,3 +318,19 @@ def test_gradient_descent_step_decreases_loss(impl):
         LABEL,
     )
     np.testing.assert_allclose(float(loss1), hand1["loss"], rtol=1e-13)
+
+
+def test_the_library_speaks_of_sources_not_seed_numbers():
+    """Model names and docstrings name what a thing is and where it comes from (LeCun et al. 1998, Bouvrie 2006,
+    Dumoulin & Visin 2016, ...), never the project's private "seed 00N" documents."""
+    import re
+    from pathlib import Path
+
+    from jaxcnn.models import MODELS
+
+    assert "two_filters_4x4" in MODELS and "single_kernel_14x14" in MODELS
+    pattern = re.compile(r"seed[ _-]?00\d|seeds'|the seed's", re.IGNORECASE)
+    root = Path(__file__).resolve().parent.parent
+    found = [f"{path.relative_to(root)}:{n}" for path in sorted((root / "jaxcnn").rglob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]  # fmt: skip
+    assert not found, found

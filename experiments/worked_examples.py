@@ -1,17 +1,18 @@
-"""The seeds' worked examples, step by step, each hand computation printed next to the library's number.
+"""Three worked examples of backpropagation, step by step, each hand computation printed next to the library's number.
 
-    .venv/bin/python experiments/seed_examples.py                  # all three sections
-    .venv/bin/python experiments/seed_examples.py --sections 004   # only seed 004's tiny CNN
+    .venv/bin/python experiments/worked_examples.py                  # all three sections
+    .venv/bin/python experiments/worked_examples.py --sections 4x4   # only the 4x4 two-filter CNN
 
-seed 004: a 4x4 image, two 2x2 filters -> 3x3 maps -> ReLU -> 2x2 max pool (stride 1) -> FC -> softmax; the
-          forward (net_o11 = 1, out_o11 = 1), then the backward by hand in numpy (softmax - onehot, the FC
-          gradient, the residual routed through max pooling, the kernel gradient) against jax.grad of the
-          ops with impl="manual", and one step w <- w - lr dE/dw that lowers the loss.
-seed 003: a 14x14 image, one 5x5 kernel -> 10x10 -> 2x2 max pool -> 5x5 (the layers of the seed003 model):
-          argmax bookkeeping for a few pooled units, and dE/dk as a Python double loop over the 100 positions
-          against the manual kernel gradient.
-seed 000: LeNet sub-sampling s = beta down(x) + b in lenet5_classic: dE/dbeta = sum(delta o down(x)),
-          dE/db = sum(delta) and dE/dx = beta up(delta), by formula against jax.grad of the autodiff twin.
+4x4:         a 4x4 image, two 2x2 filters -> 3x3 maps -> ReLU -> 2x2 max pool (stride 1) -> FC -> softmax; the
+             forward (net_o11 = 1, out_o11 = 1), then the backward by hand in numpy (softmax - onehot, the FC
+             gradient, the residual routed through max pooling, the kernel gradient) against jax.grad of the
+             ops with impl="manual", and one step w <- w - lr dE/dw that lowers the loss (model two_filters_4x4).
+14x14:       a 14x14 image, one 5x5 kernel -> 10x10 -> 2x2 max pool -> 5x5 (the layers of the
+             single_kernel_14x14 model): argmax bookkeeping for a few pooled units, and dE/dk as a Python double
+             loop over the 100 positions against the manual kernel gradient.
+subsampling: LeNet sub-sampling s = beta down(x) + b in lenet5_classic (LeCun et al. 1998, Bouvrie 2006):
+             dE/dbeta = sum(delta o down(x)), dE/db = sum(delta) and dE/dx = beta up(delta), by formula against
+             jax.grad of the autodiff twin.
 
 Every comparison prints both numbers and their max abs difference (float64). Takes about 20 s here.
 """
@@ -26,12 +27,13 @@ import numpy as np
 
 from _common import compare, print_table, show
 from jaxcnn import ops
+from jaxcnn.launch import set_up
 from jaxcnn.models import get_model
 
-# ---------------------------------------------------------------- seed 004
+# ---------------------------------------------------------------- the 4x4 two-filter CNN
 
-# The seed fixes the top-left 2x2 patch [[i11, i12], [i21, i22]] = [[1, 0], [1, 1]] and filter 1; the rest of
-# the image, filter 2 and the FC layer are our choice (the same as tests/test_seed004.py): no pooling window
+# The example fixes the top-left 2x2 patch [[i11, i12], [i21, i22]] = [[1, 0], [1, 1]] and filter 1; the rest of
+# the image, filter 2 and the FC layer are our choice (the same as tests/test_worked_example_4x4.py): no pooling window
 # has two equal maxima, two overlapping windows share an argmax, and one window of map 1 is all ReLU-dead.
 IMAGE = np.array([[1, 0, 2, 1], [1, 1, 1, 2], [2, 0, 0, 2], [0, 1, 0, 2]], np.float64)
 FILTERS = np.array([[[1, -1], [1, -1]], [[1, 0], [0, 1]]], np.float64)  # (filter, row, col)
@@ -42,7 +44,7 @@ FC_B = np.array([0.0, 1.0, -1.0])
 LABEL = 2
 
 
-def seed004_network(p, x, taps, label=LABEL):
+def two_filters_network(p, x, taps, label=LABEL):
     """The library's version (impl="manual"); taps are zeros added to each stage, their gradients the deltas."""
     net = ops.conv2d(x, p["conv_w"], p["conv_b"]) + taps["net"]  # (1, 3, 3, 2)
     out = ops.relu(net) + taps["out"]
@@ -53,7 +55,7 @@ def seed004_network(p, x, taps, label=LABEL):
 
 
 def chw(a):
-    """(1, H, W, C) -> (C, H, W) numpy, one map per filter as the seed draws them."""
+    """(1, H, W, C) -> (C, H, W) numpy, one map per filter as the example draws them."""
     return np.asarray(a)[0].transpose(2, 0, 1)
 
 
@@ -66,10 +68,10 @@ def banner(title: str) -> None:
     print("\n" + "=" * 100 + "\n" + title)
 
 
-def seed004(lr: float) -> dict:
-    banner("Seed 004: 4x4 image -> two 2x2 filters -> 3x3 maps -> ReLU -> 2x2 max pool, stride 1 -> FC -> softmax")
-    print("Given by the seed: i11=1, i12=0, i21=1, i22=1 and filter 1 rows (1, -1), (1, -1).")
-    print("Chosen here (as in tests/test_seed004.py): the rest of the image, filter 2 rows (1, 0), (0, 1), zero conv")
+def two_filters_4x4(lr: float) -> dict:
+    banner("Two filters on a 4x4 image: 4x4 image -> two 2x2 filters -> 3x3 maps -> ReLU -> 2x2 max pool, stride 1 -> FC -> softmax")
+    print("Given by the example: i11=1, i12=0, i21=1, i22=1 and filter 1 rows (1, -1), (1, -1).")
+    print("Chosen here (as in tests/test_worked_example_4x4.py): the rest of the image, filter 2 rows (1, 0), (0, 1), zero conv")
     print(f"bias, an FC layer 8 -> 3 classes (weights below), label {LABEL}, learning rate {lr}.")
     print(f"image | filter 1 | filter 2:\n{show(IMAGE, indent='  ')}\n{show(FILTERS, indent='  ')}")
     print("FC weights transposed (3 classes x 8 pooled features in NHWC order: (row, col, filter)), and FC bias:")
@@ -100,7 +102,7 @@ def seed004(lr: float) -> dict:
     x = jnp.asarray(IMAGE[None, :, :, None])
     taps = {"net": jnp.zeros((1, 3, 3, 2)), "out": jnp.zeros((1, 3, 3, 2)), "pooled": jnp.zeros((1, 2, 2, 2))}
     taps["z"] = jnp.zeros((1, 3))
-    (lib_loss, lib), (g, d) = jax.value_and_grad(seed004_network, argnums=(0, 2), has_aux=True)(p, x, taps)
+    (lib_loss, lib), (g, d) = jax.value_and_grad(two_filters_network, argnums=(0, 2), has_aux=True)(p, x, taps)
 
     diffs = {}
     diffs["net"] = compare("net = image * filter (3x3 maps: filter 1 | filter 2)", net, chw(lib["net"]))
@@ -136,19 +138,19 @@ def seed004(lr: float) -> dict:
     print(f"\n-- one gradient step w <- w - {lr} dE/dw on every parameter")
     p_new = jax.tree_util.tree_map(lambda w, gw: w - lr * gw, p, g)
     print(f"filter 1 | filter 2 after the step:\n{show(kernel_chw(p_new['conv_w']), indent='  ')}")
-    loss_after = float(seed004_network(p_new, x, taps)[0])
+    loss_after = float(two_filters_network(p_new, x, taps)[0])
     print(f"loss {float(lib_loss):.6f} -> {loss_after:.6f} ({'falls' if loss_after < lib_loss else 'DOES NOT FALL'})")
     return {"net_o11": float(lib["net"][0, 0, 0, 0]), "out_o11": float(lib["out"][0, 0, 0, 0]), "diffs": diffs,
             "loss_before": float(lib_loss), "loss_after": loss_after}  # fmt: skip
 
 
-# ---------------------------------------------------------------- seed 003
+# ---------------------------------------------------------------- one 5x5 kernel on a 14x14 image
 
-def seed003(seed: int, units=((0, 0), (1, 3), (2, 2), (4, 4))) -> dict:
-    banner("Seed 003: 14x14 image -> one 5x5 kernel -> 10x10 -> 2x2 max pool -> 5x5 -> sigmoid -> 80 -> 10, MSE")
-    print("The layers and initial weights of the seed003 model (without its 28x28 -> 14x14 mean pool); a random")
+def single_kernel_14x14(seed: int, units=((0, 0), (1, 3), (2, 2), (4, 4))) -> dict:
+    banner("One kernel on a 14x14 image: 14x14 image -> one 5x5 kernel -> 10x10 -> 2x2 max pool -> 5x5 -> sigmoid -> 80 -> 10, MSE")
+    print("The layers and initial weights of the single_kernel_14x14 model (without its 28x28 -> 14x14 mean pool); a random")
     print(f"uniform 14x14 image (seed {seed}), target one-hot class 3.")
-    model = get_model("seed003")
+    model = get_model("single_kernel_14x14")
     params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), model.init(jax.random.PRNGKey(seed)))
     keys, layers = model.net.keys[1:], model.net.layers[1:]  # 01_conv, 02_max_pool, 03_sigmoid, ...
     x = jax.random.uniform(jax.random.PRNGKey(seed + 1), (1, 14, 14, 1), jnp.float64)
@@ -199,10 +201,10 @@ def seed003(seed: int, units=((0, 0), (1, 3), (2, 2), (4, 4))) -> dict:
             "nonzero_deltas": int(np.count_nonzero(delta_conv))}  # fmt: skip
 
 
-# ---------------------------------------------------------------- seed 000
+# ---------------------------------------------------------------- LeNet sub-sampling
 
-def seed000(seed: int) -> dict:
-    banner("Seed 000: LeNet sub-sampling s = beta down(x) + b in lenet5_classic (2 random images, labels 3 and 7)")
+def lenet_subsampling(seed: int) -> dict:
+    banner("LeNet sub-sampling (Bouvrie 2006): s = beta down(x) + b in lenet5_classic (2 random images, labels 3 and 7)")
     print("delta = dE/ds is the gradient of a zero tap added to s; formulas by hand in numpy, checked against")
     print("jax.grad of the autodiff twin (impl='autodiff').")
     model = get_model("lenet5_classic")
@@ -234,15 +236,19 @@ def seed000(seed: int) -> dict:
     return {"diffs": diffs}
 
 
+SECTIONS = ("4x4", "14x14", "subsampling")
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sections", nargs="+", default=["004", "003", "000"], choices=["004", "003", "000"])
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate of seed 004's update step")
-    p.add_argument("--seed", type=int, default=0, help="PRNG seed of the random images and weights (003, 000)")
+    p.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS))
+    p.add_argument("--lr", type=float, default=0.1, help="learning rate of the 4x4 example's update step")
+    p.add_argument("--seed", type=int, default=0, help="PRNG seed of the random images and weights (14x14, subsampling)")
     args = p.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
     np.set_printoptions(linewidth=110)
-    sections = {"004": lambda: seed004(args.lr), "003": lambda: seed003(args.seed), "000": lambda: seed000(args.seed)}
+    sections = {"4x4": lambda: two_filters_4x4(args.lr), "14x14": lambda: single_kernel_14x14(args.seed),
+                "subsampling": lambda: lenet_subsampling(args.seed)}
     results = {name: sections[name]() for name in args.sections}
     worst = max(_max_diff(results[name]) for name in results)
     print(f"\nlargest |hand - library| difference over all comparisons: {worst:.1e}")
@@ -255,4 +261,5 @@ def _max_diff(section: dict) -> float:
 
 
 if __name__ == "__main__":
+    set_up()  # tcmalloc and XLA flags, as python -m jaxcnn does
     main()
