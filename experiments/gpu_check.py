@@ -42,7 +42,7 @@ RESNET20_RECIPE = [
     "--model", "resnet20", "--epochs", "50", "--batch-size", "128", "--optimizer", "momentum",
     "--learning-rate", "0.1", "--weight-decay", "5e-4", "--flip", "--crop-pad", "2",
 ]  # fmt: skip
-TEST_FILES = ["tests/test_evaluations.py", "tests/test_op_gradients.py", "tests/test_transforms.py"]
+TEST_FILES = ["tests/ops", "tests/test_transforms.py"]
 BENCH_MODELS = ("lenet5", "lenet5_classic", "cnn_small", "resnet20")
 
 

@@ -1,7 +1,7 @@
 """Faster evaluations of conv2d's three correlations on XLA:CPU (``jaxcnn/ops/conv.py`` derives them).
 
 Each function computes the same sum as the textbook form it is registered for, in the shape XLA:CPU runs
-fastest (measured with ``python -m jaxcnn bench`` on a 2-core x86-64 machine); ``tests/test_evaluations.py``
+fastest (measured with ``python -m jaxcnn bench`` on a 2-core x86-64 machine); ``tests/ops/test_conv.py``
 checks each against the textbook form in float64.
 
 * forward (``manual_correlate``): thin correlations (few channels) fold r adjacent columns into the channels
