@@ -221,7 +221,9 @@ def conv_configs(draw, input_path: str | None = None):
 def conv_config_paths(cfg) -> dict[str, str]:
     """conv_paths of a drawn ``conv_configs`` example."""
     w_shape = (*cfg["k"], cfg["cin"] // cfg["groups"], cfg["cout"])
-    return conv_paths(w_shape, conv_geometry((cfg["n"], *cfg["hw"], cfg["cin"]), w_shape, cfg["stride"], cfg["padding"], cfg["dilation"], cfg["groups"]))
+    x_shape = (cfg["n"], *cfg["hw"], cfg["cin"])
+    geom = conv_geometry(x_shape, w_shape, cfg["stride"], cfg["padding"], cfg["dilation"], cfg["groups"])
+    return conv_paths(w_shape, geom)
 
 
 def conv_case(cfg, dtype):
@@ -242,7 +244,10 @@ def conv_transpose_geometry(cfg) -> tuple[conv.ConvGeometry, list[int]]:
         pads = tuple(same_padding(n, k, s) for n, k, s in zip(out, span, stride))
     else:
         pads = resolve_padding(cfg["padding"], cfg["hw"], span, stride)
-        out = [(m - 1) * s + k - lo - hi + op for m, s, k, (lo, hi), op in zip(cfg["hw"], stride, span, pads, cfg["output_padding"])]
+        out = [
+            (m - 1) * s + k - lo - hi + op
+            for m, s, k, (lo, hi), op in zip(cfg["hw"], stride, span, pads, cfg["output_padding"])
+        ]
     return conv.ConvGeometry(stride, pads, dilation, cfg["groups"]), out
 
 

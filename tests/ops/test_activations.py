@@ -20,7 +20,19 @@ from hypothesis import strategies as st
 from jaxcnn import ops
 
 from .harness import ALL_FLOAT_DTYPES, DTYPES, arrays, assert_twins_agree, case, e, eps, exact_log_softmax, rounded, z
-from .harness import BAD_IMPLS, HALF_DTYPES, IMPLS, MODES, check_error_case, check_half_precision, check_op_case, check_unknown_impl, check_well_formed, error_params, well_formed_params
+from .harness import (
+    BAD_IMPLS,
+    HALF_DTYPES,
+    IMPLS,
+    MODES,
+    check_error_case,
+    check_half_precision,
+    check_op_case,
+    check_unknown_impl,
+    check_well_formed,
+    error_params,
+    well_formed_params,
+)
 
 ELEMENTWISE = ["sigmoid", "tanh", "relu", "softmax", "log_softmax"]
 

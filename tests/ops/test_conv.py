@@ -18,6 +18,9 @@ shapes for each input-gradient path (``harness.INPUT_PATHS``), so hypothesis rea
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -50,7 +53,19 @@ from .harness import (
     relative,
     z,
 )
-from .harness import BAD_IMPLS, HALF_DTYPES, IMPLS, MODES, check_error_case, check_half_precision, check_op_case, check_unknown_impl, check_well_formed, error_params, well_formed_params
+from .harness import (
+    BAD_IMPLS,
+    HALF_DTYPES,
+    IMPLS,
+    MODES,
+    check_error_case,
+    check_half_precision,
+    check_op_case,
+    check_unknown_impl,
+    check_well_formed,
+    error_params,
+    well_formed_params,
+)
 
 # ---------------------------------------------------------------- gradients over hypothesis-drawn shapes
 
@@ -79,6 +94,8 @@ def test_conv2d_twins_float32(cfg):
 @settings(max_examples=2)
 @given(data=st.data())
 def test_conv2d_finite_differences(input_path, data):
+    """Float64, two examples per input-gradient path. (The draws are derandomized from this test's source: if an
+    edit makes one of them abort the process, see test_jax_derivative_of_a_strided_conv_compiles_on_xla_cpu.)"""
     cfg = data.draw(conv_configs(input_path))
     call, args = conv_case(cfg, jnp.float64)
     assert_matches_finite_differences(call, args, seed=cfg["seed"])
@@ -92,13 +109,15 @@ def test_the_strategy_draws_only_its_input_path(input_path, data):
     assert conv_config_paths(data.draw(conv_configs(input_path)))["input"] == input_path
 
 
-@pytest.mark.parametrize("rule, paths", [("input", INPUT_PATHS), ("forward", FORWARD_PATHS), ("kernel", KERNEL_PATHS)])
+@pytest.mark.parametrize("rule, paths", [("forward", FORWARD_PATHS), ("kernel", KERNEL_PATHS)])
 def test_the_strategies_reach_every_path_of_every_rule(rule, paths):
-    """Over the strategies of the property tests above, each evaluation of each rule is drawn (``find`` raises
-    if no example reaches it)."""
+    """Over the strategies of the property tests above, each evaluation of the forward and kernel-gradient rules
+    is drawn (``find`` raises if no example reaches it); each input-gradient path has its own strategy, checked by
+    test_the_strategy_draws_only_its_input_path (hypothesis fails it if the strategy cannot draw its path)."""
     drawn = st.sampled_from(INPUT_PATHS).flatmap(conv_configs)
     for path in paths:
-        cfg = find(drawn, lambda cfg: conv_config_paths(cfg)[rule] == path, settings=settings(max_examples=2000, database=None))
+        reaches = lambda cfg: conv_config_paths(cfg)[rule] == path  # noqa: E731
+        cfg = find(drawn, reaches, settings=settings(max_examples=2000, database=None))
         assert conv_config_paths(cfg)[rule] == path
 
 
@@ -459,6 +478,27 @@ def test_the_rule_grid_reaches_every_cpu_path():
         "split_groups", "blocked", "col2im", "polyphase", "dilated", ("stacked", True), ("stacked", False)
     }
     assert reached["kernel"] == {"width_blocked", "correlation"}
+
+
+CRASHING_DERIVATIVE = """
+import jax, jax.numpy as jnp
+x, w = jnp.ones((1, 8, 4, 1)), jnp.ones((2, 4, 1, 1))
+conv = lambda x: jax.lax.conv_general_dilated(x, w, (2, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+jax.jit(jax.grad(lambda x: conv(x).sum()))(x).block_until_ready()
+"""
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="an XLA:CPU compiler bug")
+@pytest.mark.xfail(
+    strict=True,
+    reason="XLA:CPU (jaxlib 0.10.2) aborts the process compiling JAX's input gradient of this strided conv: "
+    "algebraic_simplifier.cc 'Window dimensions do not match RHS shape'; the autodiff twin of conv2d hits it too",
+)
+def test_jax_derivative_of_a_strided_conv_compiles_on_xla_cpu():
+    """The abort the property tests can draw (x (2, 8, 4, 10), w (2, 4, 10, 1), stride (2, 3), padding 1 did, in
+    test_conv2d_finite_differences, for impl="autodiff"), in a child process so that it cannot kill the run."""
+    run = subprocess.run([sys.executable, "-c", CRASHING_DERIVATIVE], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
 
 
 def test_autodiff_twin_is_plain_lax():

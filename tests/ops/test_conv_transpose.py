@@ -14,6 +14,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from jaxcnn import ops
+from jaxcnn.ops.padding import resolve_padding
 
 from .harness import (
     INPUT_PATHS,
@@ -28,10 +29,21 @@ from .harness import (
     conv_transpose_configs,
     conv_transpose_geometry,
     e,
-    resolve_padding,
     z,
 )
-from .harness import BAD_IMPLS, HALF_DTYPES, IMPLS, MODES, check_error_case, check_half_precision, check_op_case, check_unknown_impl, check_well_formed, error_params, well_formed_params
+from .harness import (
+    BAD_IMPLS,
+    HALF_DTYPES,
+    IMPLS,
+    MODES,
+    check_error_case,
+    check_half_precision,
+    check_op_case,
+    check_unknown_impl,
+    check_well_formed,
+    error_params,
+    well_formed_params,
+)
 
 F = jnp.float64
 

@@ -10,7 +10,19 @@ from hypothesis import strategies as st
 from jaxcnn import ops
 
 from .harness import DTYPES, arrays, assert_twins_agree, case, e, z
-from .harness import BAD_IMPLS, HALF_DTYPES, IMPLS, MODES, check_error_case, check_half_precision, check_op_case, check_unknown_impl, check_well_formed, error_params, well_formed_params
+from .harness import (
+    BAD_IMPLS,
+    HALF_DTYPES,
+    IMPLS,
+    MODES,
+    check_error_case,
+    check_half_precision,
+    check_op_case,
+    check_unknown_impl,
+    check_well_formed,
+    error_params,
+    well_formed_params,
+)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

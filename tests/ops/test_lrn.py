@@ -12,7 +12,19 @@ from hypothesis import strategies as st
 from jaxcnn import ops
 
 from .harness import DTYPES, P, arrays, assert_matches_finite_differences, assert_twins_agree, case, e, seeds, z
-from .harness import BAD_IMPLS, HALF_DTYPES, IMPLS, MODES, check_error_case, check_half_precision, check_op_case, check_unknown_impl, check_well_formed, error_params, well_formed_params
+from .harness import (
+    BAD_IMPLS,
+    HALF_DTYPES,
+    IMPLS,
+    MODES,
+    check_error_case,
+    check_half_precision,
+    check_op_case,
+    check_unknown_impl,
+    check_well_formed,
+    error_params,
+    well_formed_params,
+)
 
 few = settings(max_examples=8)
 fd_few = settings(max_examples=3)

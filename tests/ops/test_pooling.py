@@ -33,7 +33,19 @@ from .harness import (
     relative,
     z,
 )
-from .harness import BAD_IMPLS, HALF_DTYPES, IMPLS, MODES, check_error_case, check_half_precision, check_op_case, check_unknown_impl, check_well_formed, error_params, well_formed_params
+from .harness import (
+    BAD_IMPLS,
+    HALF_DTYPES,
+    IMPLS,
+    MODES,
+    check_error_case,
+    check_half_precision,
+    check_op_case,
+    check_unknown_impl,
+    check_well_formed,
+    error_params,
+    well_formed_params,
+)
 
 # ---------------------------------------------------------------- gradients over hypothesis-drawn windows
 
