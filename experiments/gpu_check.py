@@ -36,7 +36,7 @@ SECTIONS = ("evaluations", "bench", "recipes", "tests")
 # make train's recipe and resnet20's (jaxcnn/configs/).
 LENET5_RECIPE = ["--config", "lenet5"]
 RESNET20_RECIPE = ["--config", "resnet20"]
-TEST_FILES = ["tests/test_evaluations.py", "tests/test_op_gradients.py", "tests/test_transforms.py"]
+TEST_FILES = ["tests/ops", "tests/test_transforms.py"]
 BENCH_MODELS = ("lenet5", "lenet5_classic", "cnn_small", "resnet20")
 
 

@@ -13,7 +13,7 @@ for one platform only the chosen evaluation is emitted; for several (a multi-pla
 ``case`` over the platform index.
 
 Every registered evaluation must compute the textbook formula's value (to round-off): the tests in
-``tests/test_evaluations.py`` check each one against ``Rule.textbook`` in float64.
+``tests/ops/test_conv.py`` and ``tests/ops/test_pooling.py`` check each one against ``Rule.textbook`` in float64.
 """
 
 from __future__ import annotations

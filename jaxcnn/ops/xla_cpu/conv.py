@@ -1,8 +1,8 @@
 """Faster evaluations of conv2d's three correlations on XLA:CPU (``jaxcnn/ops/conv.py`` derives them).
 
 Each function computes the same sum as the textbook form it is registered for, in a shape XLA:CPU runs faster;
-the op rows of ``python -m jaxcnn bench`` (manual against autodiff) measure each choice, and the tests check each
-evaluation against the textbook form in float64.
+the op rows of ``python -m jaxcnn bench`` (manual against autodiff) measure each choice, and
+``tests/ops/test_conv.py`` checks each evaluation against the textbook form in float64.
 
 * forward (``manual_correlate``): thin correlations (few channels) fold r adjacent columns into the channels
   (``width_blocked_correlate``); otherwise XLA's convolution. The autodiff twin keeps XLA's convolution, so

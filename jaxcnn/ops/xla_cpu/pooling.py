@@ -2,7 +2,7 @@
 
 Registered for ``pooling.MAX_AND_WINNER``, whose textbook form takes the max (``lax.reduce_window``) and then
 the first cell equal to it; this computes both in one pass over the window, which XLA:CPU runs faster.
-``tests/test_evaluations.py`` checks it against the textbook form.
+``tests/ops/test_pooling.py`` checks it against the textbook form.
 """
 
 from __future__ import annotations
