@@ -281,9 +281,6 @@ def conv_transpose_configs(draw, input_path: str | None = None):
     path = conv_paths((*k, c, groups * cy), geom)["input"]
     if input_path is not None:
         assume(path == input_path)
-    # A known jaxcnn bug, drawn around until it is fixed: the blocked input gradient ignores in_hw and drops the
-    # output_padding rows (tests/ops/test_conv_transpose.py::test_output_padding_on_the_blocked_path, strict xfail).
-    assume(path != "blocked" or output_padding == (0, 0))
     return cfg
 
 

@@ -280,7 +280,7 @@ def test_blocked_input_gradient(x_shape, k, padding, dilation, c_out):
     geom = conv_geometry(x_shape, w.shape, 1, padding, dilation)
     (delta,) = arrays(13, [conv.correlate(x, w, geom).shape], jnp.float64)
     assert conv_cpu.input_grad_path(w.shape, geom) == "blocked"
-    fast = jax.jit(lambda d, w: conv_cpu.blocked_input_grad(d, w, geom))(delta, w)
+    fast = jax.jit(lambda d, w: conv_cpu.blocked_input_grad(d, w, geom, x.shape[1:3]))(delta, w)
     assert fast.shape == x.shape and relative(fast, _general(delta, w, geom, x.shape[1:3])) < 1e-12
     kw = dict(padding=padding, dilation=dilation)
     assert_twins_agree(lambda impl, *a: ops.conv2d(*a, impl=impl, **kw), (x, w, b), jnp.float64)

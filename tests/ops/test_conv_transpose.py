@@ -71,13 +71,11 @@ def test_conv2d_transpose_twins_float32(cfg):
     assert_twins_agree(call, args, jnp.float32, seed=cfg["seed"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jaxcnn bug: on XLA:CPU the blocked input gradient (conv2d_transpose's forward at stride 1) ignores in_hw, "
-    "so the output_padding rows are missing: (1, 1, 2, 1) instead of (1, 2, 2, 1), and jax.grad fails",
-)
 def test_output_padding_on_the_blocked_path():
-    """Stride 1, dilation 2 along the height, output_padding 1 there: n = (m - 1) s + (k - 1) d + 1 + 1 = 2 rows."""
+    """Stride 1, dilation 2 along the height, output_padding 1 there: n = (m - 1) s + (k - 1) d + 1 + 1 = 2 rows.
+
+    Regression: XLA:CPU's blocked input gradient (conv2d_transpose's forward at stride 1) once padded by
+    K - 1 - hi instead of reading the output's rows from in_hw, and dropped the output_padding row."""
     cfg = dict(n=1, hw=(1, 1), k=(1, 2), c=1, cy=1, stride=(1, 1), dilation=(2, 1), padding="VALID",
                output_padding=(1, 0), groups=1, bias=False, seed=0)  # fmt: skip
     assert _forward_path(cfg) == "blocked"

@@ -170,7 +170,7 @@ def correlate_input_grad(delta: jax.Array, w: jax.Array, geom: ConvGeometry, in_
         one = dataclasses.replace(geom, groups=1)
         return split_groups(lambda d, k: correlate_input_grad(d, k, one, in_hw), delta, w, geom.groups)
     if path == "blocked":
-        return blocked_input_grad(delta, w, geom)
+        return blocked_input_grad(delta, w, geom, in_hw)
     if path == "col2im":
         return col2im_input_grad(delta, w, geom, in_hw)
     if path == "polyphase":
@@ -212,10 +212,15 @@ def use_blocked_input_grad(w_shape: tuple[int, ...], geom: ConvGeometry) -> bool
     return min(min(p) for p in full.padding) >= 0 and width_block_factor(swapped, full) > 1
 
 
-def blocked_input_grad(delta: jax.Array, w: jax.Array, geom: ConvGeometry) -> jax.Array:
+def blocked_input_grad(delta: jax.Array, w: jax.Array, geom: ConvGeometry, in_hw: tuple[int, int]) -> jax.Array:
     """dE/dx = full_correlation(delta, rot180(w)) for stride 1, as a width-blocked correlation
-    (``width_blocked_correlate``) of delta, padded by K - 1 - lo / K - 1 - hi, with the (kh, kw, O, I) kernel."""
-    full = full_correlation_geometry(w.shape, geom)
+    (``width_blocked_correlate``) of delta, padded by K - 1 - lo before and n + lo - m after, with the
+    (kh, kw, O, I) kernel: exactly the input's n rows, as in the textbook form. (n + lo - m is K - 1 - hi when
+    the forward reads every input row; conv2d_transpose's output_padding asks for rows it does not read, whose
+    gradient is zero.)"""
+    span = geom.kernel_span(w.shape[:2])
+    pads = tuple((k - 1 - lo, n + lo - m) for k, (lo, _), n, m in zip(span, geom.padding, in_hw, delta.shape[1:3]))
+    full = ConvGeometry((1, 1), pads, geom.dilation, 1)  # type: ignore[arg-type]
     kernel = rot180_swap(w, 1)
     return width_blocked_correlate(delta, kernel, full, width_block_factor(kernel.shape, full))
 
