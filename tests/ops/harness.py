@@ -32,7 +32,7 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from jaxcnn import gradcheck, ops
-from jaxcnn.ops import conv
+from jaxcnn.ops import _checks, conv
 from jaxcnn.ops.padding import effective_size, resolve_padding, same_padding
 from jaxcnn.ops.xla_cpu import conv as conv_cpu
 
@@ -407,7 +407,7 @@ def well_formed_params(calls):
 
 
 def check_unknown_impl(name, op, args, kwargs, mode, bad_impl):
-    with pytest.raises(ValueError, match=e("impl must be one of ('manual', 'autodiff'), got ") + e(repr(bad_impl))):
+    with pytest.raises(ValueError, match=e(f"impl must be one of {_checks.IMPLS}, got ") + e(repr(bad_impl))):
         invoke(Case(name, op, args, kwargs, ValueError, ""), bad_impl, mode)
 
 
