@@ -4,9 +4,17 @@ On GPUs, XLA would otherwise run float32 convolutions and matmuls in TF32 and pi
 reduction orders; the tolerances here are those of float32 itself, and resumed runs are compared bitwise.
 """
 
+import importlib.util
 import os
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true").strip()
+
+# On the CPU most of the suite's time is XLA compiling small programs that then run for microseconds: LLVM's
+# cheapest code generation (no optimisation passes; IEEE arithmetic as before) compiles them in about three
+# quarters of the CPU time (tests/test_train.py and the whole-model gradient checks, measured).
+# (Not where a GPU plugin is installed: there the tests run as users' programs do.)
+if not any(importlib.util.find_spec(plugin) for plugin in ("jax_cuda12_plugin", "jax_cuda13_plugin", "libtpu")):
+    os.environ["XLA_FLAGS"] += " --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 
 import jax  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
