@@ -486,3 +486,41 @@ def exact_log_softmax(u: list[float]) -> list[float]:
 def rounded(values, dtype) -> list[float]:
     """The values an op of ``dtype`` receives, as Python floats."""
     return [float(v) for v in np.asarray(jnp.asarray(values, dtype).astype(jnp.float64))]
+
+
+# ---------------------------------------------------------------- the contract every op module checks
+
+
+def op_contract(error_cases: list[Case], well_formed: list, half_cases: dict, gradcheck_cases: list[str]) -> type:
+    """A test class running an op module's tables through the shared checks: every error row raises its
+    documented error (both impls, eagerly and under jit), an unknown impl is refused, the well-formed calls trace
+    and run, float16/bfloat16 inputs work, and gradcheck's representative cases match finite differences.
+    Each module binds it once: ``TestContract = op_contract(ERROR_CASES, WELL_FORMED, HALF_CASES, GRADCHECK_CASES)``.
+    """
+
+    class Contract:
+        @pytest.mark.parametrize("c, impl, mode", list(error_params(error_cases)))
+        def test_bad_argument_raises(self, c, impl, mode):
+            check_error_case(c, impl, mode)
+
+        @pytest.mark.parametrize("bad_impl", BAD_IMPLS)
+        @pytest.mark.parametrize("mode", MODES)
+        @pytest.mark.parametrize("name, op, args, kwargs", well_formed_params(well_formed))
+        def test_unknown_impl_raises(self, name, op, args, kwargs, mode, bad_impl):
+            check_unknown_impl(name, op, args, kwargs, mode, bad_impl)
+
+        @pytest.mark.parametrize("impl", IMPLS)
+        @pytest.mark.parametrize("name, op, args, kwargs", well_formed_params(well_formed))
+        def test_well_formed_calls_trace_and_run(self, name, op, args, kwargs, impl):
+            check_well_formed(op, args, kwargs, impl)
+
+        @pytest.mark.parametrize("dtype", HALF_DTYPES)
+        @pytest.mark.parametrize("name", sorted(half_cases))
+        def test_half_precision_inputs_work(self, name, dtype):
+            check_half_precision(name, *half_cases[name], dtype)
+
+        @pytest.mark.parametrize("name", gradcheck_cases)
+        def test_gradcheck_case_matches_finite_differences(self, name):
+            check_op_case(name)
+
+    return Contract

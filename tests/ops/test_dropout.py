@@ -14,19 +14,17 @@ from hypothesis import strategies as st
 
 from jaxcnn import ops
 
-from .harness import DTYPES, KEY, arrays, assert_matches_finite_differences, assert_twins_agree, case, e, seeds, z
 from .harness import (
-    BAD_IMPLS,
-    HALF_DTYPES,
-    IMPLS,
-    MODES,
-    check_error_case,
-    check_half_precision,
-    check_op_case,
-    check_unknown_impl,
-    check_well_formed,
-    error_params,
-    well_formed_params,
+    arrays,
+    assert_matches_finite_differences,
+    assert_twins_agree,
+    case,
+    DTYPES,
+    e,
+    KEY,
+    op_contract,
+    seeds,
+    z,
 )
 
 few = settings(max_examples=8)
@@ -152,30 +150,4 @@ GRADCHECK_CASES = ["dropout 0.3"]
 # ---------------------------------------------------------------- the argument contract and the shared checks
 
 
-@pytest.mark.parametrize("c, impl, mode", list(error_params(ERROR_CASES)))
-def test_bad_argument_raises(c, impl, mode):
-    check_error_case(c, impl, mode)
-
-
-@pytest.mark.parametrize("bad_impl", BAD_IMPLS)
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("name, op, args, kwargs", well_formed_params(WELL_FORMED))
-def test_unknown_impl_raises(name, op, args, kwargs, mode, bad_impl):
-    check_unknown_impl(name, op, args, kwargs, mode, bad_impl)
-
-
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("name, op, args, kwargs", well_formed_params(WELL_FORMED))
-def test_well_formed_calls_trace_and_run(name, op, args, kwargs, impl):
-    check_well_formed(op, args, kwargs, impl)
-
-
-@pytest.mark.parametrize("dtype", HALF_DTYPES)
-@pytest.mark.parametrize("name", sorted(HALF_CASES))
-def test_half_precision_inputs_work(name, dtype):
-    check_half_precision(name, *HALF_CASES[name], dtype)
-
-
-@pytest.mark.parametrize("name", GRADCHECK_CASES)
-def test_gradcheck_case_matches_finite_differences(name):
-    check_op_case(name)
+TestContract = op_contract(ERROR_CASES, WELL_FORMED, HALF_CASES, GRADCHECK_CASES)
