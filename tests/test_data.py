@@ -398,10 +398,11 @@ def test_tfds_not_prepared_lists_what_was_tried(tiny_tfds, tmp_path, monkeypatch
 
 
 def test_fashion_mnist_not_found_mentions_apt(tiny_tfds, tmp_path, monkeypatch):
-    # Pretend Debian's package is absent by pointing at an empty IDX dir and
-    # checking the message when everything fails (only reachable without it).
-    if DEBIAN_FASHION_MNIST_DIR.is_dir():
-        pytest.skip("Debian's dataset-fashion-mnist is installed; it would be found")
+    # Debian's package made absent (where it is installed it would be found): the message when everything fails.
+    import jaxcnn.data.sources
+
+    monkeypatch.setattr(jaxcnn.data.sources, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian-package")
+    monkeypatch.delenv(ENV_VAR, raising=False)
     with pytest.raises(DataSourceNotFoundError, match="apt-get install dataset-fashion-mnist"):
         load("fashion_mnist", "train", tfds_data_dir=str(tmp_path))
 
