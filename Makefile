@@ -42,7 +42,7 @@ train: install system-packages
 	$(PY) -m jaxcnn train --config $(RECIPE) $(TRAIN_ARGS)
 
 test: install system-packages
-	$(PY) -m pytest -n 2 tests
+	$(PY) -m pytest -n 2 --dist loadgroup tests
 
 gradcheck: install
 	$(PY) -m jaxcnn gradcheck

@@ -35,6 +35,10 @@ from test_reliability import assert_states_identical, checkpoint, metrics, saved
 STEPS = 4
 
 
+# One worker runs this module under pytest-xdist (make test: --dist loadgroup), so its module fixtures run once.
+pytestmark = pytest.mark.xdist_group("faults")
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     return write_synthetic_idx_dir(tmp_path_factory.mktemp("synthetic"), n_train=32, n_test=16)

@@ -29,6 +29,10 @@ def _env() -> dict[str, str]:
     return env
 
 
+# One worker runs this module under pytest-xdist (make test: --dist loadgroup), so its module fixtures run once.
+pytestmark = pytest.mark.xdist_group("parallel")
+
+
 @pytest.fixture(scope="module")
 def eight_devices(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("parallel")

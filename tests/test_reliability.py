@@ -40,6 +40,10 @@ TOTAL_STEPS = EPOCHS * STEPS_PER_EPOCH
 TIMING_FIELDS = ("images_per_s", "epoch_seconds")
 
 
+# One worker runs this module under pytest-xdist (make test: --dist loadgroup), so its module fixtures run once.
+pytestmark = pytest.mark.xdist_group("reliability")
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     return write_synthetic_idx_dir(tmp_path_factory.mktemp("synthetic"), n_train=N_TRAIN, n_test=64)
