@@ -10,7 +10,6 @@ whose ``"recipes"`` are whole training commands. One section per file, so one pe
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Any

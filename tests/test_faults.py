@@ -20,14 +20,12 @@ import signal
 import struct
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import jaxcnn.train.run as run
 from jaxcnn.__main__ import main as jaxcnn_main
 from jaxcnn.train import TrainConfig, atomic_files, metrics_file, train
 from jaxcnn.train.checkpoints import Checkpoints, NoCheckpointRestores
-from jaxcnn.train.disk_full import DiskFull
 from jaxcnn.train.run_lock import LOCK_NAME
 from _synthetic import synthetic_images, write_idx, write_synthetic_idx_dir
 from test_reliability import assert_states_identical, checkpoint, metrics, saved_steps
@@ -273,7 +271,7 @@ def test_resume_falls_back_to_the_newest_checkpoint_that_restores(how, data_dir,
     damage(run_dir / "checkpoints" / "4", how)
     train(config(data_dir, run_dir, resume=True))
     err = capfd.readouterr().err
-    assert f"checkpoint 4 does not restore (" in err and f"skipped, moved to {run_dir}/checkpoints-unreadable/4" in err
+    assert "checkpoint 4 does not restore (" in err and f"skipped, moved to {run_dir}/checkpoints-unreadable/4" in err
     assert "resuming from checkpoint 2, the newest that restores" in err and "Traceback" not in err
     assert (run_dir / "checkpoints-unreadable" / "4").is_dir()
     assert_same_as(run_dir, reference)

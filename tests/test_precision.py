@@ -34,7 +34,7 @@ def test_low_precision_compute_keeps_float32_master_state(name, precision):
     step = make_train_step(model, opt, "manual", precision=precision)
     jaxpr = str(jax.make_jaxpr(step)(state, x, y))
     low = "bf16" if precision == "bfloat16" else "f16"
-    assert f"conv_general_dilated" in jaxpr and f"{low}[16," in jaxpr  # the forward and backward run in low precision
+    assert "conv_general_dilated" in jaxpr and f"{low}[16," in jaxpr  # the forward and backward run in low precision
     new, (loss, _) = jax.jit(step)(state, x, y)
     assert _dtypes(new.params) == _dtypes(new.opt_state) == {jnp.dtype(jnp.float32)}
     assert _dtypes(new.model_state) <= {jnp.dtype(jnp.float32)}  # batch norm's running statistics

@@ -22,7 +22,6 @@ linear: its JVP is up(x_dot), its transpose down(delta).
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
