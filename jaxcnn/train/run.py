@@ -58,10 +58,10 @@ class TrainingDiverged(RuntimeError):
 def default_epoch_mode(impl: str | None = None) -> str:
     """The faster epoch mode for this backend and impl (measured by ``python -m jaxcnn bench``, epoch table).
 
-    XLA:CPU runs a convolution in Eigen/YNNPACK only in NHWC/HWIO form; outside loops it transposes other forms
-    into it, but inside a while loop (the epoch as one lax.scan) it emits them as generic loops. JAX's own
-    kernel gradient (impl="autodiff") has such a form, so its scan runs 3-30x slower than a Python loop of
-    jitted steps; the manual backward writes every convolution in NHWC/HWIO form and its scan is faster than
+    XLA:CPU runs a convolution in its convolution library only in NHWC/HWIO form; outside loops it transposes
+    other forms into it, but inside a while loop (the epoch as one lax.scan) it emits them as generic loops.
+    JAX's own kernel gradient (impl="autodiff") has such a form, so its scan runs several times slower than a
+    Python loop of jitted steps; the manual backward writes every convolution in NHWC/HWIO form and its scan is faster than
     the loop (no per-step dispatch). impl="primitive" runs the same delta functions (as transpose rules), so
     its backward has the same form. On CPU: "scan" for impl="manual" and "primitive", else "loop" (also when
     impl is not given); on GPU/TPU one program per epoch saves the dispatch.
