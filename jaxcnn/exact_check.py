@@ -19,7 +19,7 @@ exactly there.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Callable, Collection
 
 import jax
 import jax.numpy as jnp
@@ -66,9 +66,15 @@ class ExactCase:
     arg: jax.Array
     step: float = 1.0
 
+    @property
+    def op_name(self) -> str:
+        """The op this case checks: ``ops.<op_name>``."""
+        return self.name.split()[0]
 
-def cases() -> list[ExactCase]:
-    """Every linear op in each linear argument, and max-pool routing in three windowings."""
+
+def cases(op_names: Collection[str] | None = None) -> list[ExactCase]:
+    """Every linear op in each linear argument, and max-pool routing in three windowings; only the cases of the
+    ops named in ``op_names`` when it is given."""
     i = integers
     linear = [
         ExactCase("conv2d x", lambda impl: lambda x: ops.conv2d(x, i(1, (3, 2, 2, 4)), stride=2, padding=1, dilation=(1, 2), groups=2, impl=impl), i(0, (1, 5, 6, 4))),
@@ -86,7 +92,7 @@ def cases() -> list[ExactCase]:
         ExactCase(f"max_pool {label}", _max_pool(window, stride, padding), distinct_integers(0, (2, 5, 6, 2)), step=0.25)
         for label, window, stride, padding in (("2x2", 2, None, "VALID"), ("3x3/2 SAME", 3, 2, "SAME"), ("2x2/1 pad 1", 2, 1, 1))
     ]  # fmt: skip
-    return linear + routing
+    return [case for case in linear + routing if op_names is None or case.op_name in op_names]
 
 
 def _max_pool(window: int, stride: int | None, padding) -> OpFactory:

@@ -291,7 +291,8 @@ def test_classic_architectures_learn_in_a_few_steps(name):
     x = jnp.asarray(images[..., None] / 255.0, jnp.float32)
     y = jnp.asarray(labels, jnp.int32)
     step = jax.jit(make_train_step(model, optimizer, "manual", rng_key=jax.random.PRNGKey(1)))
-    state = init_state(model, optimizer, jax.random.PRNGKey(0))
+    # Initialised and evaluated as one program each: eagerly, every layer would compile its own.
+    state = jax.jit(lambda key: init_state(model, optimizer, key))(jax.random.PRNGKey(0))
     losses = []
     for _ in range(16):
         state, (loss, _) = step(state, x, y)
@@ -299,5 +300,5 @@ def test_classic_architectures_learn_in_a_few_steps(name):
     assert np.isfinite(losses).all() and np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
     if jax.tree_util.tree_leaves(state.model_state):  # batch norm's running statistics moved
         assert not np.allclose(jax.tree_util.tree_leaves(state.model_state)[0], jax.tree_util.tree_leaves(model.init_state())[0])
-    logits = model.apply(state.params, x, state=state.model_state)
+    logits = jax.jit(lambda params, x, model_state: model.apply(params, x, state=model_state))(state.params, x, state.model_state)
     assert logits.shape == (16, 10) and np.isfinite(np.asarray(logits)).all()

@@ -16,6 +16,13 @@ def test_rules_are_exact(case):
     assert row.ok(), exact_check.format_table([row])
 
 
+def test_cases_of_chosen_ops():
+    assert [c.name for c in exact_check.cases(op_names={"dense", "max_pool"})] == [
+        "dense x", "dense w", "max_pool 2x2", "max_pool 3x3/2 SAME", "max_pool 2x2/1 pad 1"
+    ]
+    assert exact_check.cases(op_names=set()) == [] and len(exact_check.cases()) == len(CASES)
+
+
 def test_brute_force_jacobian_of_a_known_matrix():
     a = np.arange(6.0).reshape(2, 3) - 2
     np.testing.assert_array_equal(exact_check.brute_force_jacobian(lambda x: jnp.asarray(a) @ x, jnp.ones(3)), a)
