@@ -16,7 +16,7 @@ from jaxcnn.data import DEBIAN_FASHION_MNIST_DIR
 from jaxcnn.models import MODELS, get_model
 from jaxcnn.train import TrainConfig, batch_gradients, init_state, make_epoch_scan, make_train_step, train
 from jaxcnn.train.config import config_from_args
-from jaxcnn.train.step import SCAN_UNROLL, epoch_order
+from jaxcnn.train.step import SCAN_UNROLL, chunk_split, epoch_order, evaluate_dataset, make_eval_split
 from _synthetic import synthetic_images, write_synthetic_idx_dir
 
 # Pinned parameter counts (as the Flax MNIST example does): a change here is a change of architecture.
@@ -279,6 +279,28 @@ def test_test_labels_beyond_the_training_classes_are_refused(tmp_path):
     data = _idx_dir(tmp_path / "data", (images, labels), (test_images, test_labels))
     with pytest.raises(ValueError, match=r"test split of synthetic has labels up to 11, .* has only 10 classes"):
         train(small_config(tmp_path, data))
+
+
+@pytest.mark.parametrize("rows, chunk", [(23, 5), (20, 5), (7, 32)])
+def test_evaluating_a_split_in_padded_chunks_is_the_mean_over_its_rows(rows, chunk):
+    """One scan over the chunks of a split, the last one padded with zero-weight rows, gives the mean loss and
+    accuracy of the rows themselves, whatever the chunking."""
+    model = get_model("cnn_small")
+    params = model.init(jax.random.PRNGKey(0))
+    images, labels = synthetic_images(rows, seed=5)
+    x = (images[..., None] / 255.0).astype(np.float32)
+    y = labels.astype(np.int32)
+    split = chunk_split(x, y, chunk)
+    assert split[0].shape == (-(-rows // chunk), chunk, 28, 28, 1) and split[2].sum() == rows
+    loss, accuracy = evaluate_dataset(jax.jit(make_eval_split(model)), params, {}, split)
+    outputs = model.apply(params, jnp.asarray(x))
+    np.testing.assert_allclose(loss, float(model.loss_from_outputs(outputs, jnp.asarray(y))), rtol=1e-5)
+    assert accuracy == pytest.approx(float(np.mean(np.argmax(outputs, axis=-1) == y)))
+
+
+def test_a_chunk_of_no_rows_is_a_clear_error():
+    with pytest.raises(ValueError, match="chunk must be a positive number of rows, got 0"):
+        chunk_split(np.zeros((4, 28, 28, 1), np.float32), np.zeros(4, np.int32), 0)
 
 
 @pytest.mark.parametrize("name", ["alexnet", "vgg", "googlenet", "resnet8", "densenet"])

@@ -86,6 +86,13 @@ def global_batch(mesh: Mesh, *local: np.ndarray) -> tuple[jax.Array, ...]:
     return tuple(jax.make_array_from_process_local_data(sharding, np.asarray(a)) for a in local)
 
 
+def global_chunks(mesh: Mesh, *local: np.ndarray) -> tuple[jax.Array, ...]:
+    """This process's rows of chunked arrays (chunks, rows, ...) -> global arrays with each chunk's rows
+    sharded over the mesh (the chunk axis is not split), as :func:`global_batch` does for one batch."""
+    sharding = NamedSharding(mesh, P(None, DATA_AXIS))
+    return tuple(jax.make_array_from_process_local_data(sharding, np.asarray(a)) for a in local)
+
+
 def process_slice(num_examples: int) -> slice:
     """The contiguous slice of a split this process loads: equal sizes, the remainder dropped."""
     per_process = num_examples // jax.process_count()

@@ -41,11 +41,12 @@ from jaxcnn.train.interrupt import StopSignals, TrainingInterrupted, resume_comm
 from jaxcnn.train.run_dir import RunDirectory
 from jaxcnn.train.step import (
     TrainState,
+    chunk_split,
     epoch_order,
     evaluate_dataset,
     init_state,
     make_epoch_scan,
-    make_eval,
+    make_eval_split,
     make_optimizer,
     make_train_step,
 )
@@ -398,17 +399,14 @@ class _Job:
         )
         if mode == "scan":
             resident = jax.device_put((images, labels), replicated)
-        eval_fn = jax.jit(make_eval(model, cfg.impl), out_shardings=replicated)
+        eval_split = jax.jit(make_eval_split(model, cfg.impl, batch), out_shardings=replicated)
         eval_chunk = -(-cfg.eval_batch_size // mesh.size) * mesh.size // processes
-
-        def eval_to_device(x, y, weight):
-            return parallel.global_batch(mesh, x, y, weight)
+        with phases("data"):  # the test split stays on the device(s) for every evaluation
+            test_split = parallel.global_chunks(mesh, *chunk_split(test_ds.images, test_ds.labels, eval_chunk))
 
         def evaluate(state):
             with phases("evaluation"):
-                return evaluate_dataset(
-                    eval_fn, state.params, state.model_state, test_ds.images, test_ds.labels, eval_chunk, eval_to_device
-                )
+                return evaluate_dataset(eval_split, state.params, state.model_state, test_split)
 
         start_epoch, start_batch = divmod(int(state.step), steps_per_epoch)
         if len(prior[0]) != start_batch:  # a checkpoint written before epoch progress was saved

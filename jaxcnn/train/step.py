@@ -203,28 +203,43 @@ def make_eval(model: Model, impl: str = "manual") -> Callable:
     return evaluate
 
 
-def evaluate_dataset(
-    eval_fn: Callable, params: dict, model_state: dict, images, labels, chunk: int, to_device: Callable | None = None
-) -> tuple[float, float]:
-    """Mean loss and accuracy over a whole split, in chunks of ``chunk`` images; the last chunk is padded to
-    full size (zero weight) so that every chunk has one shape and one compiled program.
-
-    ``to_device(x, y, weight)`` places a chunk (e.g. split over a mesh); default: as is. Each process passes
-    its own slice of the split; the sums returned by ``eval_fn`` are global.
-    """
+def chunk_split(images: np.ndarray, labels: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A split as host arrays of ``chunk``-row chunks: images (chunks, chunk, H, W, C), labels and weights
+    (chunks, chunk); the last chunk is padded with zero-weight rows, so every chunk has one shape."""
+    if chunk < 1:
+        raise ValueError(f"chunk must be a positive number of rows, got {chunk}")
     n = images.shape[0]
-    total_loss, correct, count = 0.0, 0.0, 0.0
-    for start in range(0, max(n, 1), chunk):
-        x, y = np.asarray(images[start : start + chunk]), np.asarray(labels[start : start + chunk])
-        weight = np.ones(x.shape[0], np.float32)
-        pad = chunk - x.shape[0]
-        if pad:
-            x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
-            y = np.concatenate([y, np.zeros(pad, y.dtype)])
-            weight = np.concatenate([weight, np.zeros(pad, np.float32)])
-        args = (x, y, weight) if to_device is None else to_device(x, y, weight)
-        loss, hits, rows = eval_fn(params, model_state, *args)
-        total_loss += float(loss)
-        correct += float(hits)
-        count += float(rows)
-    return total_loss / count, correct / count
+    chunks = max(-(-n // chunk), 1)
+    pad = chunks * chunk - n
+    weight = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+    x = np.concatenate([np.asarray(images), np.zeros((pad, *images.shape[1:]), images.dtype)])
+    y = np.concatenate([np.asarray(labels), np.zeros(pad, labels.dtype)])
+    return x.reshape(chunks, chunk, *images.shape[1:]), y.reshape(chunks, chunk), weight.reshape(chunks, chunk)
+
+
+def make_eval_split(
+    model: Model, impl: str = "manual", batch_sharding: jax.sharding.Sharding | None = None
+) -> Callable:
+    """(params, model_state, x, y, weight) of a :func:`chunk_split` split -> (mean loss, accuracy): ``make_eval``
+    over its chunks in one ``lax.scan``, so a whole split is one program call and one read-back, with the split
+    resident on the device(s); with ``batch_sharding`` each chunk is split over the mesh."""
+    evaluate_chunk = make_eval(model, impl)
+
+    def evaluate_split(params, model_state, x, y, weight):
+        def body(sums, chunk):
+            if batch_sharding is not None:
+                chunk = jax.lax.with_sharding_constraint(chunk, batch_sharding)
+            return jax.tree_util.tree_map(lambda a, b: a + b.astype(a.dtype), sums, evaluate_chunk(params, model_state, *chunk)), None
+
+        zero = jnp.zeros((), jnp.float32)
+        (loss, hits, rows), _ = jax.lax.scan(body, (zero, zero, zero), (x, y, weight))
+        return loss / rows, hits / rows
+
+    return evaluate_split
+
+
+def evaluate_dataset(eval_split: Callable, params: dict, model_state: dict, split: tuple) -> tuple[float, float]:
+    """Mean loss and accuracy of a split placed on the device(s) by the caller: one call of ``eval_split``
+    (a jitted :func:`make_eval_split`) and one read-back to the host."""
+    loss, accuracy = eval_split(params, model_state, *split)
+    return float(loss), float(accuracy)
