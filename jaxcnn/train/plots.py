@@ -232,7 +232,8 @@ def plot_feature_maps(
     Inference mode: ``state`` holds the running statistics of models with batch norm.
     """
     x = _as_batch(model, image)
-    outputs = model.net.intermediates(params, x, impl=impl, state=state)
+    # one jitted program: eagerly, every layer would compile its own
+    outputs = jax.jit(lambda p, x: model.net.intermediates(p, x, impl=impl, state=state))(params, x)
     rows = [("input", np.asarray(x))]
     rows += [(key, np.asarray(y)) for key, y in zip(model.net.keys, outputs) if y.ndim == 4]
     fig = _figure_for_rows(rows, f"{model.name}: feature maps of one image (impl={impl})")

@@ -354,7 +354,8 @@ class _Job:
         optimizer = make_optimizer(cfg, cfg.epochs * steps_per_epoch)
         key = jax.random.PRNGKey(cfg.seed)
         init_key, data_key, augment_key = jax.random.split(key, 3)
-        state = parallel.replicate(init_state(model, optimizer, init_key, cfg.precision), mesh)
+        # One program: initialised eagerly, every layer's initialiser would compile its own.
+        state = parallel.replicate(jax.jit(lambda key: init_state(model, optimizer, key, cfg.precision))(init_key), mesh)
         stop.check(saved=False)
         if primary and cfg.overwrite and not cfg.resume:
             self.claim.empty_for_overwrite()
