@@ -14,7 +14,8 @@ Table 2, per conv / pool layer: the effective kernel K and stride s of the layer
 recurrence r_out = r_in + (K - 1) j_in, j_out = j_in s, and r measured on the whole stack: with all weights 1
 and biases 0, which input rows of a larger (64-row) zero image, set to 1, change the centre unit.
 
-Prints the two tables; about 10 s here (--quick 6 s), mostly compiling one tiny conv per configuration.
+Prints the two tables; about 10 s here with or without --quick, mostly the receptive-field probes (the sweep
+traces each configuration's shapes with jax.eval_shape and compiles nothing).
 """
 
 from __future__ import annotations
@@ -52,12 +53,14 @@ def sweep_row(n: int, k: int, s: int, padding, d: int) -> dict:
     w = jnp.zeros((k, k, 1, 1))
     if n + lo + hi < k_eff:  # conv2d rejects a window larger than the padded input
         return {**row, "out": "error", "output_padding": "-", "back": "-", "back_same": "-"}
-    m = ops.conv2d(jnp.zeros((1, n, n, 1)), w, stride=s, padding=padding, dilation=d).shape[1]
+    # shapes only: jax.eval_shape traces the ops without compiling or running them
+    m = jax.eval_shape(lambda x: ops.conv2d(x, w, stride=s, padding=padding, dilation=d), jnp.zeros((1, n, n, 1))).shape[1]
     unread = (n + lo + hi - k_eff) % s
     y = jnp.zeros((1, m, m, 1))
     pads = ((lo, hi), (lo, hi))
-    back = ops.conv2d_transpose(y, w, stride=s, padding=pads, output_padding=unread, dilation=d).shape[1]
-    back_same = ops.conv2d_transpose(y, w, stride=s, padding="SAME", dilation=d).shape[1] if padding == "SAME" else "-"
+    back = jax.eval_shape(lambda y: ops.conv2d_transpose(y, w, stride=s, padding=pads, output_padding=unread, dilation=d), y)
+    same = jax.eval_shape(lambda y: ops.conv2d_transpose(y, w, stride=s, padding="SAME", dilation=d), y)
+    back, back_same = back.shape[1], (same.shape[1] if padding == "SAME" else "-")
     return {**row, "out": m, "output_padding": unread, "back": back, "back_same": back_same}
 
 
@@ -101,11 +104,11 @@ def receptive_fields(name: str, probe: int = 64) -> list[list]:
             break
         if layer.name in WINDOWED:
             # the layer alone on a 32-row input: the centre unit u reads rows [a, b]; unit u + 1 starts s rows later
-            y = layer.apply(params[key], row_impulses(32, h.shape[-1]))
+            y = jax.jit(layer.apply)(params[key], row_impulses(32, h.shape[-1]))
             read, u = responding_rows(y), y.shape[1] // 2
             k_eff, stride = int(read.max() - read.min() + 1), int(responding_rows(y, u + 1).min() - read.min())
             r, j = r + (k_eff - 1) * j, j * stride
-        h = layer.apply(params[key], h)
+        h = jax.jit(layer.apply)(params[key], h)  # one program per layer: eagerly, each op compiles its own
         if layer.name in WINDOWED:
             seen = responding_rows(h)
             measured = int(seen.max() - seen.min() + 1)

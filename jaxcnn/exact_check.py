@@ -117,11 +117,13 @@ def check(case: ExactCase, impl: str = "primitive", delta_seed: int = 99) -> Exa
     """The rules of ``impl`` against the brute-force Jacobian of the autodiff forward: exact equality counts."""
     jacobian = brute_force_jacobian(case.op("autodiff"), case.arg, case.step)
     f = case.op(impl)
-    forward = np.asarray(jax.jacfwd(f)(case.arg)).reshape(jacobian.shape)
-    reverse = np.asarray(jax.jacrev(f)(case.arg)).reshape(jacobian.shape)
-    out, vjp = jax.vjp(f, case.arg)
-    delta = np.asarray(integers(delta_seed, out.shape)).ravel()
-    transposed = np.asarray(vjp(jnp.asarray(delta.reshape(out.shape)))[0]).ravel()
+    # each a jitted program: eagerly, every step of the rules would be compiled on its own
+    forward = np.asarray(jax.jit(jax.jacfwd(f))(case.arg)).reshape(jacobian.shape)
+    reverse = np.asarray(jax.jit(jax.jacrev(f))(case.arg)).reshape(jacobian.shape)
+    out_shape = jax.eval_shape(f, case.arg).shape
+    delta = np.asarray(integers(delta_seed, out_shape)).ravel()
+    transpose = jax.jit(lambda x, d: jax.vjp(f, x)[1](d)[0])
+    transposed = np.asarray(transpose(case.arg, jnp.asarray(delta.reshape(out_shape)))).ravel()
     return ExactRow(
         case.name,
         jacobian.shape,

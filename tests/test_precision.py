@@ -17,7 +17,8 @@ from jaxcnn.train.step import batch_gradients, init_state, make_train_step
 def _setup(name="lenet5", precision="float32", batch=16, lr=0.05):
     model = get_model(name)
     opt = optax.sgd(lr, momentum=0.9)
-    state = init_state(model, opt, jax.random.PRNGKey(0), precision=precision)
+    # one program: initialised eagerly, every layer's initialiser would compile its own
+    state = jax.jit(lambda key: init_state(model, opt, key, precision=precision))(jax.random.PRNGKey(0))
     x = jax.random.normal(jax.random.PRNGKey(1), (batch, *model.input_shape), jnp.float32)
     y = jnp.arange(batch) % model.num_classes
     return model, opt, state, x, y
@@ -47,7 +48,7 @@ def test_low_precision_gradients_approximate_float32(precision, rtol):
     few percent: rounded activations tie in max pooling and sit on ReLU's kink differently); a forgotten
     unscaling or a wrong cast would be off by orders of magnitude."""
     model, _, state, x, y = _setup("lenet5")
-    grads_fn = batch_gradients(model, "manual", None)
+    grads_fn = jax.jit(batch_gradients(model, "manual", None))  # one program per dtype, not one per op
     key = jax.random.PRNGKey(2)
     _, exact, _ = grads_fn(state.params, state.model_state, x, y, key)
     dtype = mixed.compute_dtype(precision)
