@@ -13,7 +13,7 @@ import os
 import sys
 
 devices = int(sys.argv[1])
-os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
