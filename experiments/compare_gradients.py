@@ -5,7 +5,7 @@
 
 Table 1 (float64, batch 2, ``jaxcnn.gradcheck.compare`` on ``jaxcnn.gradcheck.model_case``), one row per
 model: the largest relative error over all gradient leaves (every parameter and the input x) of manual vs
-autodiff, of each impl vs central finite differences, and each impl's forward+backward milliseconds.
+autodiff, of each impl vs finite differences, and each impl's forward+backward milliseconds.
 Table 2 (float32, batch 128, random images and labels): the median over repetitions of one call of
 jit(value_and_grad(model.loss)) w.r.t. the parameters, manual and autodiff interleaved, and their ratio.
 

@@ -1,15 +1,16 @@
-"""Compare hand-derived gradients with jax.grad and with central finite differences.
+"""Compare hand-derived gradients with jax.grad and with finite differences.
 
 For a scalar function f(impl)(*args) built once with impl="manual" and once with impl="autodiff":
 
     manual vs autodiff   max |g_m - g_a| / max |g_a|                         per array argument (pytree leaf)
     each vs finite diff  |<g, v> - (f(x + eps v) - f(x - eps v)) / (2 eps)| / max(|<g, v>|, |fd|)
                          over a few random unit directions v per leaf (float64), the smallest error over the
-                         steps eps in (1e-4, 1e-5, 1e-6). No one step suits every model: the O(eps^2)
-                         truncation error wants it small, the round-off ~1e-16 |f| / eps (large next to the
-                         small <g, v> of a random direction over many parameters) wants it large, and a step
-                         that carries x across a ReLU kink or a max-pool argmax change is meaningless. A wrong
-                         gradient disagrees at every step.
+                         steps eps in FINITE_DIFFERENCE_STEPS and over the central and one-sided quotients
+                         (``difference_quotients``). No one step suits every model: the truncation error
+                         wants it small, the round-off ~1e-16 |f| / eps (large next to the small <g, v> of a
+                         random direction over many parameters) wants it large, and a step that carries x
+                         across a ReLU kink or a max-pool argmax change is meaningless on that side. A wrong
+                         gradient disagrees at every step, on both sides.
 
 plus the compiled forward+backward time (jit(grad)) of each impl. ``python -m jaxcnn gradcheck`` prints one table row
 per parameter and exits non-zero when any error is above tolerance.
@@ -35,6 +36,12 @@ from jaxcnn import ops
 
 # f(impl) -> scalar function of the arguments.
 LossFactory = Callable[[str], Callable[..., jax.Array]]
+
+
+# The steps of the finite differences: 1e-7 for the deep models at full size (resnet20 on 28x28), where ReLU
+# kinks lie within 1e-6 of the point on both sides along some directions; 1e-4 where no kink is near and
+# round-off is the larger error.
+FINITE_DIFFERENCE_STEPS = (1e-4, 1e-5, 1e-6, 1e-7)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,13 +116,13 @@ def finite_difference_errors_of(
     """For each gradient of ``gradients`` (pytrees like ``args``): the worst relative error of <g, v> against the
     differences of f along random unit v, per leaf.
 
-    For each direction the best of the steps ``eps`` counts, each step giving a central and the two one-sided
-    differences: a kink of ReLU or max-pool within a step of the point spoils the central difference and the
-    one-sided one on its side, round-off spoils the smallest step, but not all of them at once. One compiled
-    program evaluates f at all 2 * len(eps) + 1 points of a direction (vmap over the perturbation), whichever
-    leaf is perturbed, and every gradient is checked against the same values. The error is relative to
-    max(|<g, v>|, |fd|, 0.01 |g|): a direction almost orthogonal to g has a tiny <g, v> that round-off alone
-    would swamp.
+    For each direction the best of the quotients of ``difference_quotients`` counts (central, one-sided and
+    extrapolated one-sided, for each step of ``eps``): a kink of ReLU or max-pool within a step of the point
+    spoils the central quotient and the one-sided ones on its side, round-off spoils the smallest step, but not
+    all of them at once. One compiled program evaluates f at all 2 * len(eps) + 1 points of a direction (vmap over
+    the perturbation), whichever leaf is perturbed, and every gradient is checked against the same values. The
+    error is relative to max(|<g, v>|, |fd|, 0.01 |g|): a direction almost orthogonal to g has a tiny <g, v> that
+    round-off alone would swamp.
     """
     grad_leaves = [jax.tree_util.tree_leaves(g) for g in gradients]
     errors = [[0.0] * len(grad_leaves[0]) if grad_leaves else [] for _ in gradients]
@@ -142,9 +149,21 @@ def difference_quotients(
     eps: float | Sequence[float],
     directions: int,
 ):
-    """For each leaf i of ``args`` and ``directions`` random unit directions v in it: (i, v, the central and
-    one-sided differences of f along v for every step of ``eps``), in the order of ``finite_difference_errors_of``
-    (the same v for the same seed, so the reverse and forward checks look along the same directions)."""
+    """For each leaf i of ``args`` and ``directions`` random unit directions v in it: (i, v, the difference
+    quotients of f along v), in the order of ``finite_difference_errors_of`` (the same v for the same seed, so the
+    reverse and forward checks look along the same directions).
+
+    With d(t) = f(x + t v) - f(x), the quotients estimate <grad f, v> = d'(0) from points on one or both sides:
+
+        central             (d(h) - d(-h)) / 2h                            each step h       error O(h^2)
+        one-sided           d(h) / h  and  -d(-h) / h                      each step h       error O(h)
+        one-sided, extrap.  (a^2 d(h) - d(a h)) / ((a^2 - a) h), mirrored  each two steps    error O(a h^2)
+                            h < a h of ``eps`` (Richardson's extrapolation of the one-sided quotient)
+
+    The extrapolated one-sided quotients matter for whole models at full size: there a kink of some ReLU lies
+    within 1e-6 of x along most directions, on one side or the other, and the first-order error h d''/2 is above
+    the tolerance at every step that round-off allows. They reuse the points of the other quotients.
+    """
     leaves, treedef = jax.tree_util.tree_flatten(args)
     steps = jnp.asarray([eps] if isinstance(eps, float) else list(eps))
     signs = jnp.concatenate([steps, -steps, jnp.zeros(1, steps.dtype)])
@@ -161,12 +180,22 @@ def difference_quotients(
     k = steps.shape[0]
     # The direction bookkeeping is in NumPy: each eager jnp call on a new shape would compile a program.
     step_sizes = np.asarray(steps, np.float64)
+    order = np.argsort(step_sizes)
+    small, large = order[:-1], order[1:]
+    distinct = step_sizes[large] > step_sizes[small]
+    small, large = small[distinct], large[distinct]
+    a = step_sizes[large] / step_sizes[small]
     for i, onehot, v, v_flat in unit_directions(leaves, seed=seed, directions=directions):
         values = np.asarray(at_points(leaves, onehot, v_flat), np.float64)
-        plus, minus, centre = values[:k], values[k : 2 * k], values[2 * k]
-        yield i, v, np.concatenate(
-            [(plus - minus) / (2 * step_sizes), (plus - centre) / step_sizes, (centre - minus) / step_sizes]
-        )
+        centre = values[2 * k]
+        ahead, behind = values[:k] - centre, centre - values[k : 2 * k]
+        yield i, v, np.concatenate([
+            (ahead + behind) / (2 * step_sizes),
+            ahead / step_sizes,
+            behind / step_sizes,
+            (a**2 * ahead[small] - ahead[large]) / ((a**2 - a) * step_sizes[small]),
+            (a**2 * behind[small] - behind[large]) / ((a**2 - a) * step_sizes[small]),
+        ])
 
 
 def _tangents(flat: Sequence[jax.Array], i_onehot: jax.Array, v_flat: jax.Array) -> list[jax.Array]:
@@ -229,7 +258,7 @@ def compare(
     names: Sequence[str],
     *,
     seed: int = 0,
-    eps: float | Sequence[float] = (1e-4, 1e-5, 1e-6),
+    eps: float | Sequence[float] = FINITE_DIFFERENCE_STEPS,
     directions: int = 3,
     timing: bool = True,
 ) -> list[GradRow]:
@@ -326,7 +355,7 @@ def compare_forward(
     names: Sequence[str],
     *,
     seed: int = 0,
-    eps: float | Sequence[float] = (1e-4, 1e-5, 1e-6),
+    eps: float | Sequence[float] = FINITE_DIFFERENCE_STEPS,
     directions: int = 3,
 ) -> list[ForwardRow]:
     """Rows for every array leaf of ``args``: the worst errors over ``directions`` random unit tangents in it

@@ -180,12 +180,13 @@ def test_torch_twin_of_a_residual_net_trains_on_batch_statistics():
     from jaxcnn.models import get_model
 
     model = get_model("resnet8")
-    params, state = model.init(jax.random.PRNGKey(0)), model.init_state()
+    params, state = jax.jit(model.init)(jax.random.PRNGKey(0)), model.init_state()
     x = np.random.default_rng(1).normal(size=(4, *model.input_shape)).astype(np.float32)
     net = torch_models.build(model, params, state).train()
     with torch.no_grad():
         y_torch = net(torch.tensor(x).permute(0, 3, 1, 2)).numpy()
-    y_jax, new_state = model.forward(params, state, x, train=True, key=jax.random.PRNGKey(0))
+    forward = jax.jit(lambda params, state, x: model.forward(params, state, x, train=True, key=jax.random.PRNGKey(0)))
+    y_jax, new_state = forward(params, state, x)
     np.testing.assert_allclose(y_torch, np.asarray(y_jax), atol=2e-5, rtol=1e-4)
     first_bn = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
     np.testing.assert_allclose(first_bn.running_var.numpy(), np.asarray(new_state["01_batch_norm"]["var"]), rtol=1e-5)

@@ -56,6 +56,46 @@ def test_a_wrong_backward_is_caught():
     assert "NO" in gradcheck.format_table(rows)
 
 
+def test_finite_differences_see_past_a_kink_close_to_the_point():
+    """A ReLU kink 3e-7 away on one side and a curved other side: every central quotient crosses the kink, the
+    first-order one-sided quotient of the clean side is off by h f''/2 (5e-6 relative at h = 1e-6), and only the
+    extrapolated one-sided quotient finds the gradient to the tolerance; a gradient off by 1e-4 still fails.
+
+    Regression: ``gradcheck --full`` failed resnet8 and resnet20 at full size (stem conv w and BN beta, 4e-5
+    against finite differences) while manual and autodiff agreed to 1e-15: with 25,000 ReLUs in the stem, a kink
+    lay within 1e-6 of the point along most directions.
+    """
+    f = lambda x: jnp.sum(jnp.exp(10.0 * x) + jax.nn.relu(x - 3e-7))  # noqa: E731
+    x = (jnp.zeros(1, jnp.float64),)
+    gradient = (jnp.full(1, 10.0, jnp.float64),)
+    eps = (1e-4, 1e-5, 1e-6)
+    ((_, v, fds),) = list(gradcheck.difference_quotients(f, x, eps=eps, directions=1))
+    assert fds.shape == (3 * len(eps) + 2 * (len(eps) - 1),)
+    analytic = float(np.vdot(gradient[0], v))
+    errors = np.abs(fds - analytic) / abs(analytic)
+    central_and_first_order = errors[: 3 * len(eps)]
+    assert central_and_first_order.min() > 4e-6
+    assert errors.min() < 1e-8
+    assert gradcheck.finite_difference_errors(f, x, gradient, eps=eps, directions=1)[0] < 1e-8
+    off = (gradient[0] * (1 + 1e-4),)
+    assert gradcheck.finite_difference_errors(f, x, off, eps=eps, directions=1)[0] > 5e-5
+
+
+def test_finite_differences_see_between_kinks_on_both_sides():
+    """ReLU kinks 3e-7 and 5e-7 away on either side: only the quotients of the smallest step, 1e-7, stay between
+    them.
+
+    Regression: after the extrapolated quotients, ``gradcheck --full`` still failed resnet20 at full size (stem
+    conv w, BN beta and gamma, x: up to 3.4e-5) with steps down to 1e-6 only; down to 1e-7 its worst row is 2e-7.
+    """
+    f = lambda x: jnp.sum(jnp.exp(10.0 * x) + jax.nn.relu(x - 3e-7) + 2 * jax.nn.relu(-x - 5e-7))  # noqa: E731
+    x, gradient = (jnp.zeros(1, jnp.float64),), (jnp.full(1, 10.0, jnp.float64),)
+    assert gradcheck.finite_difference_errors(f, x, gradient, eps=(1e-4, 1e-5, 1e-6), directions=1)[0] > 1e-3
+    steps = gradcheck.FINITE_DIFFERENCE_STEPS
+    assert min(steps) <= 1e-7
+    assert gradcheck.finite_difference_errors(f, x, gradient, eps=steps, directions=1)[0] < 1e-8
+
+
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
 def test_the_ops_pass_in_low_precision_against_float64(precision, capsys):
     assert main(["gradcheck", "--precision", precision, "--no-timing"]) == 0

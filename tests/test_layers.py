@@ -103,7 +103,7 @@ def test_twin_of_padded_strided_layers_matches():
         L.MaxPool(3, stride=1, padding="SAME"), L.AvgPool(2, count_include_pad=False), L.Flatten, L.Dense(5),
     )  # fmt: skip
     model = Model("padded", net, "softmax_cross_entropy", num_classes=5, input_shape=(11, 11, 2))
-    params = model.init(jax.random.PRNGKey(0))
+    params = jax.jit(model.init)(jax.random.PRNGKey(0))
     x = np.random.default_rng(0).normal(size=(2, 11, 11, 2)).astype(np.float32)
     with torch.no_grad():
         y_torch = torch_models.build(model, params).eval()(torch.tensor(x).permute(0, 3, 1, 2)).numpy()

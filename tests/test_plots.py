@@ -17,7 +17,7 @@ LABEL = 3
 @pytest.fixture(scope="module")
 def lenet():
     model = get_model("lenet5")
-    params = model.init(jax.random.PRNGKey(0))
+    params = jax.jit(model.init)(jax.random.PRNGKey(0))
     image = jax.random.uniform(jax.random.PRNGKey(1), model.input_shape, jnp.float32)
     return model, params, image
 
@@ -98,7 +98,7 @@ def test_residual_maps_are_the_layer_deltas(lenet):
 def test_residual_maps_mse_output_delta():
     """lenet5_classic ends in a sigmoid under MSE: the last layer's delta is y - t (batch of one)."""
     model = get_model("lenet5_classic")
-    params = model.init(jax.random.PRNGKey(2))
+    params = jax.jit(model.init)(jax.random.PRNGKey(2))
     image = jax.random.uniform(jax.random.PRNGKey(3), model.input_shape, jnp.float32)
     deltas = plots.residual_maps(model, params, image, 7)
     y = model.apply(params, image[None])

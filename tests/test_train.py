@@ -58,7 +58,7 @@ def test_param_count_and_output_shape(name):
 
 def test_model_rejects_wrong_input_shape():
     model = get_model("lenet5")
-    params = model.init(jax.random.PRNGKey(0))
+    params = jax.jit(model.init)(jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match=r"expects images of shape \(N, 28, 28, 1\), got \(2, 32, 32, 3\)"):
         model.apply(params, jnp.zeros((2, 32, 32, 3)))
 
@@ -112,17 +112,18 @@ def test_scan_epoch_equals_python_loop(steps, unroll):
 
 def test_per_example_clipping():
     model = get_model("two_filters_4x4")
-    params = model.init(jax.random.PRNGKey(0))
+    params = jax.jit(model.init)(jax.random.PRNGKey(0))
     images, labels = synthetic_images(8, seed=5)
     x = jnp.asarray(images[..., None] / 255.0, jnp.float32)
     y = jnp.asarray(labels, jnp.int32)
     key = jax.random.PRNGKey(1)
-    (_, _), plain, _ = batch_gradients(model, "manual", None)(params, {}, x, y, key)
-    (_, _), loose, _ = batch_gradients(model, "manual", 1e9)(params, {}, x, y, key)
+    gradients = lambda clip: jax.jit(batch_gradients(model, "manual", clip))  # noqa: E731  (eagerly: a compile per op)
+    (_, _), plain, _ = gradients(None)(params, {}, x, y, key)
+    (_, _), loose, _ = gradients(1e9)(params, {}, x, y, key)
     for a, b in zip(jax.tree_util.tree_leaves(plain), jax.tree_util.tree_leaves(loose)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     clip = 1e-3
-    (_, _), tight, _ = batch_gradients(model, "manual", clip)(params, {}, x, y, key)
+    (_, _), tight, _ = gradients(clip)(params, {}, x, y, key)
     norm = float(optax.tree.norm(tight))
     assert norm <= clip * (1 + 1e-5)  # the mean of vectors of norm <= C has norm <= C
     assert norm > 0
@@ -193,7 +194,7 @@ def test_smoke_training_on_fashion_mnist(tmp_path):
 def test_vmap_batches_a_single_example_model():
     """A model applied to one example at a time under vmap equals the batched model."""
     model = get_model("lenet5")
-    params = model.init(jax.random.PRNGKey(0))
+    params = jax.jit(model.init)(jax.random.PRNGKey(0))
     images, _ = synthetic_images(5, seed=9)
     x = jnp.asarray(images[..., None] / 255.0, jnp.float32)
     one = lambda image: model.apply(params, image[None])[0]  # noqa: E731
@@ -286,7 +287,7 @@ def test_evaluating_a_split_in_padded_chunks_is_the_mean_over_its_rows(rows, chu
     """One scan over the chunks of a split, the last one padded with zero-weight rows, gives the mean loss and
     accuracy of the rows themselves, whatever the chunking."""
     model = get_model("cnn_small")
-    params = model.init(jax.random.PRNGKey(0))
+    params = jax.jit(model.init)(jax.random.PRNGKey(0))
     images, labels = synthetic_images(rows, seed=5)
     x = (images[..., None] / 255.0).astype(np.float32)
     y = labels.astype(np.int32)

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import assume
+from hypothesis import assume, settings
 from hypothesis import strategies as st
 
 from jaxcnn import gradcheck, ops
@@ -42,6 +42,9 @@ F32_TOL = 1e-5
 FORWARD_TOL = {"float64": 1e-13, "float32": 1e-6}
 DTYPES = [jnp.float64, jnp.float32]
 IMPLS = ("manual", "autodiff")
+# Hypothesis budgets of the small op families: each example compiles its own programs.
+few = settings(max_examples=8)
+fd_few = settings(max_examples=3)
 
 
 # ---------------------------------------------------------------- arrays and the gradient checks

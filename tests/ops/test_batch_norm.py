@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from jaxcnn import ops
@@ -21,14 +21,14 @@ from .harness import (
     case,
     DTYPES,
     e,
+    fd_few,
+    few,
     op_contract,
     P,
     seeds,
     z,
 )
 
-few = settings(max_examples=8)
-fd_few = settings(max_examples=3)
 TRAIN, EVAL = {"training": True}, {"training": False}  # batch_norm modes
 
 

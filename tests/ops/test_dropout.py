@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from jaxcnn import ops
@@ -21,14 +21,13 @@ from .harness import (
     case,
     DTYPES,
     e,
+    few,
     KEY,
     op_contract,
     seeds,
     z,
 )
 
-few = settings(max_examples=8)
-fd_few = settings(max_examples=3)
 # XLA's RngBitGenerator compiles in a tenth of the time threefry takes on CPU; threefry keys (the default,
 # typed and raw) are covered by the explicit dropout tests below.
 fast_key = functools.partial(jax.random.key, impl="rbg")

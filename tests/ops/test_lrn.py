@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from jaxcnn import ops
@@ -18,14 +18,13 @@ from .harness import (
     case,
     DTYPES,
     e,
+    fd_few,
+    few,
     op_contract,
     P,
     seeds,
     z,
 )
-
-few = settings(max_examples=8)
-fd_few = settings(max_examples=3)
 
 
 @st.composite

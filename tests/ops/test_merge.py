@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from jaxcnn import ops
@@ -19,14 +19,12 @@ from .harness import (
     case,
     DTYPES,
     e,
+    few,
     op_contract,
     P,
     seeds,
     z,
 )
-
-few = settings(max_examples=8)
-fd_few = settings(max_examples=3)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
