@@ -26,7 +26,7 @@ import dataclasses
 import functools
 import statistics
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -112,6 +112,7 @@ def finite_difference_errors_of(
     seed: int = 0,
     eps: float | Sequence[float],
     directions: int,
+    compiler_options: Mapping[str, Any] | None = None,
 ) -> list[list[float]]:
     """For each gradient of ``gradients`` (pytrees like ``args``): the worst relative error of <g, v> against the
     differences of f along random unit v, per leaf.
@@ -122,11 +123,12 @@ def finite_difference_errors_of(
     all of them at once. One compiled program evaluates f at all 2 * len(eps) + 1 points of a direction (vmap over
     the perturbation), whichever leaf is perturbed, and every gradient is checked against the same values. The
     error is relative to max(|<g, v>|, |fd|, 0.01 |g|): a direction almost orthogonal to g has a tiny <g, v> that
-    round-off alone would swamp.
+    round-off alone would swamp. ``compiler_options``: see ``difference_quotients``.
     """
     grad_leaves = [jax.tree_util.tree_leaves(g) for g in gradients]
     errors = [[0.0] * len(grad_leaves[0]) if grad_leaves else [] for _ in gradients]
-    for i, v, fds in difference_quotients(f, args, seed=seed, eps=eps, directions=directions):
+    quotients = difference_quotients(f, args, seed=seed, eps=eps, directions=directions, compiler_options=compiler_options)
+    for i, v, fds in quotients:
         for which, g_leaves in enumerate(grad_leaves):
             g = np.asarray(g_leaves[i], np.float64)
             errors[which][i] = max(errors[which][i], directional_error(float(np.vdot(g, v)), fds, g))
@@ -148,6 +150,7 @@ def difference_quotients(
     seed: int = 0,
     eps: float | Sequence[float],
     directions: int,
+    compiler_options: Mapping[str, Any] | None = None,
 ):
     """For each leaf i of ``args`` and ``directions`` random unit directions v in it: (i, v, the difference
     quotients of f along v), in the order of ``finite_difference_errors_of`` (the same v for the same seed, so the
@@ -163,12 +166,17 @@ def difference_quotients(
     The extrapolated one-sided quotients matter for whole models at full size: there a kink of some ReLU lies
     within 1e-6 of x along most directions, on one side or the other, and the first-order error h d''/2 is above
     the tolerance at every step that round-off allows. They reuse the points of the other quotients.
+
+    ``compiler_options``: XLA's options for the one program that evaluates f at the points (``jax.jit``'s
+    ``compiler_options``). It runs once per direction, so for a whole model its run time counts, not its
+    compile time: a process that compiles without optimisation to save time on many small programs (this
+    project's test suite) turns optimisation back on here.
     """
     leaves, treedef = jax.tree_util.tree_flatten(args)
     steps = jnp.asarray([eps] if isinstance(eps, float) else list(eps))
     signs = jnp.concatenate([steps, -steps, jnp.zeros(1, steps.dtype)])
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=compiler_options)
     def at_points(flat, i_onehot, v_flat):
         """f(args + t * v) for every t in signs, v living in leaf i (i_onehot selects it among the leaves)."""
 
@@ -261,18 +269,21 @@ def compare(
     eps: float | Sequence[float] = FINITE_DIFFERENCE_STEPS,
     directions: int = 3,
     timing: bool = True,
+    compiler_options: Mapping[str, Any] | None = None,
 ) -> list[GradRow]:
     """Rows for every array leaf of ``args``; ``names`` names the top-level arguments.
 
     Both gradients are checked against the same finite differences of the manual forward (the two forwards
-    compute one function), and the timed program is the one whose gradient was checked."""
+    compute one function), and the timed program is the one whose gradient was checked. ``compiler_options``:
+    for the program of the finite differences (``difference_quotients``)."""
     argnums = tuple(range(len(args)))
     f_manual, f_autodiff = loss("manual"), loss("autodiff")
     grad_manual = jax.jit(jax.grad(f_manual, argnums=argnums))
     grad_autodiff = jax.jit(jax.grad(f_autodiff, argnums=argnums))
     g_manual, g_autodiff = grad_manual(*args), grad_autodiff(*args)
     fd_manual, fd_autodiff = finite_difference_errors_of(
-        f_manual, args, [g_manual, g_autodiff], seed=seed, eps=eps, directions=directions
+        f_manual, args, [g_manual, g_autodiff], seed=seed, eps=eps, directions=directions,
+        compiler_options=compiler_options,
     )
     ms_manual = time_compiled(grad_manual, args) if timing else float("nan")
     ms_autodiff = time_compiled(grad_autodiff, args) if timing else float("nan")

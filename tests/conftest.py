@@ -22,6 +22,15 @@ CHEAP_CPU_COMPILES = (
 if not any(importlib.util.find_spec(plugin) for plugin in ("jax_cuda12_plugin", "jax_cuda13_plugin", "libtpu")):
     os.environ["XLA_FLAGS"] += " " + CHEAP_CPU_COMPILES
 
+# Every worker runs its convolutions in one library, whichever test starts JAX's backend. A test that calls a
+# command's main() sets the commands' choice (Eigen, jaxcnn/xla_flags.py) into XLA_FLAGS, and XLA reads them
+# when the backend starts: where that test came first, the whole worker ran on Eigen, where the float64 model
+# checks ran 3.5 times slower (cnn_small's after any main(): 14 s, otherwise 4 s). Naming the flag keeps
+# XLA:CPU's default set (YNNPACK's convolutions, "+" adds to it: same times as without the flag) and makes
+# prefer_eigen_convolutions leave it alone.
+if importlib.util.find_spec("jaxlib") and __import__("jaxlib.version").version.__version__.startswith("0.10."):
+    os.environ["XLA_FLAGS"] += " --xla_cpu_experimental_ynn_fusion_type=+individual_convolution"
+
 import jax  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 

@@ -86,3 +86,17 @@ def test_every_program_sets_up_through_launch_and_pastes_nothing(path):
     assert re.search(r"\bset_up\(", source), f"{path} does not call jaxcnn.launch.set_up"
     for pasted in ("run_on_tcmalloc(", "prefer_eigen_convolutions(", "process_setup import configure"):
         assert pasted not in source, f"{path} calls {pasted} itself instead of jaxcnn.launch.set_up"
+
+
+def test_a_command_called_in_a_test_leaves_the_suites_flags_alone():
+    """Regression: a test that called a command's main() added the commands' Eigen convolutions to XLA_FLAGS,
+    and where it ran before anything started JAX's backend its whole worker ran on them (the float64 model
+    checks 3.5 times slower, and times that depended on the order of the tests). conftest.py names the flag."""
+    from jaxlib import version
+
+    if not version.__version__.startswith("0.10."):
+        pytest.skip("the convolution flag exists on jaxlib 0.10 only (jaxcnn/xla_flags.py)")
+    flags = os.environ["XLA_FLAGS"]
+    assert "ynn_fusion_type" in flags
+    xla_flags.prefer_eigen_convolutions()
+    assert os.environ["XLA_FLAGS"] == flags
