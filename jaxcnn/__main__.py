@@ -20,7 +20,7 @@ def _gradcheck(argv: Sequence[str]) -> int:
     parser.add_argument("--models", nargs="*", default=None,
                         help="models to check (default: the small models; none: --models)")  # fmt: skip
     parser.add_argument("--full", action="store_true",
-                        help="check every model of jaxcnn.models at full size (about 9 minutes on a 2-core CPU)")  # fmt: skip
+                        help="check every model of jaxcnn.models at full size (about 5 minutes on a 2-core CPU)")  # fmt: skip
     parser.add_argument("--no-timing", action="store_true", help="skip the forward+backward timings")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--precision", default="float64", choices=("float64", "bfloat16", "float16"),
