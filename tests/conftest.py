@@ -28,7 +28,9 @@ if not any(importlib.util.find_spec(plugin) for plugin in ("jax_cuda12_plugin", 
 # checks ran 3.5 times slower (cnn_small's after any main(): 14 s, otherwise 4 s). Naming the flag keeps
 # XLA:CPU's default set (YNNPACK's convolutions, "+" adds to it: same times as without the flag) and makes
 # prefer_eigen_convolutions leave it alone.
-if importlib.util.find_spec("jaxlib") and __import__("jaxlib.version").version.__version__.startswith("0.10."):
+from jaxlib import version as jaxlib_version  # noqa: E402
+
+if jaxlib_version.__version__.startswith("0.10."):  # the versions that have the flag, as in jaxcnn/xla_flags.py
     os.environ["XLA_FLAGS"] += " --xla_cpu_experimental_ynn_fusion_type=+individual_convolution"
 
 import jax  # noqa: E402
