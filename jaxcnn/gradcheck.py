@@ -127,7 +127,9 @@ def finite_difference_errors_of(
     """
     grad_leaves = [jax.tree_util.tree_leaves(g) for g in gradients]
     errors = [[0.0] * len(grad_leaves[0]) if grad_leaves else [] for _ in gradients]
-    quotients = difference_quotients(f, args, seed=seed, eps=eps, directions=directions, compiler_options=compiler_options)
+    quotients = difference_quotients(
+        f, args, seed=seed, eps=eps, directions=directions, compiler_options=compiler_options
+    )
     for i, v, fds in quotients:
         for which, g_leaves in enumerate(grad_leaves):
             g = np.asarray(g_leaves[i], np.float64)

@@ -316,7 +316,8 @@ def test_classic_architectures_learn_in_a_few_steps(name):
     # The step runs 16 times: compiled with LLVM's optimisation, which the suite otherwise turns off (conftest.py;
     # googlenet's step took 22 s unoptimised, 11 s optimised).
     optimised = {"xla_backend_optimization_level": 2, "xla_llvm_disable_expensive_passes": False}
-    step = jax.jit(make_train_step(model, optimizer, "manual", rng_key=jax.random.PRNGKey(1)), compiler_options=optimised)
+    train_step = make_train_step(model, optimizer, "manual", rng_key=jax.random.PRNGKey(1))
+    step = jax.jit(train_step, compiler_options=optimised)
     # Initialised and evaluated as one program each: eagerly, every layer would compile its own.
     state = jax.jit(lambda key: init_state(model, optimizer, key))(jax.random.PRNGKey(0))
     losses = []
