@@ -12,6 +12,7 @@ import pytest
 from jaxcnn import gradcheck
 from jaxcnn.__main__ import main
 from jaxcnn.models import MODELS
+from _backend import OPTIMISED_COMPILE
 
 
 def test_command_passes_on_the_ops_and_a_model(capsys):
@@ -122,9 +123,8 @@ def test_unknown_case_is_a_clear_error():
 
 # vgg11 / vgg16 repeat vgg's layers (checked) and are the slowest to difference; the command checks them all.
 GRADCHECK_MODELS = sorted(set(MODELS) - {"vgg11", "vgg16"})
-# The suite compiles without LLVM's optimisation (conftest.py); the program of a model's finite differences
-# runs once per parameter leaf, and for googlenet's float64 convolutions unoptimised code made it 48 s of 60.
-OPTIMISED = {"xla_backend_optimization_level": 2, "xla_llvm_disable_expensive_passes": False}
+# The program of a model's finite differences runs once per parameter leaf: unoptimised, googlenet's float64
+# convolutions made it 48 s of the test's 60 (see _backend.OPTIMISED_COMPILE).
 
 
 @pytest.mark.parametrize("name", GRADCHECK_MODELS)
@@ -136,7 +136,7 @@ def test_every_model_passes_in_float64(name):
     """
     takes_any_size = "input_shape" in inspect.signature(MODELS[name]).parameters
     loss, args, names = gradcheck.model_case(name, input_shape=(12, 12, 1) if takes_any_size else None)
-    rows = gradcheck.compare(f"model {name}", loss, args, names, directions=1, timing=False, compiler_options=OPTIMISED)
+    rows = gradcheck.compare(f"model {name}", loss, args, names, directions=1, timing=False, compiler_options=OPTIMISED_COMPILE)
     bad = [r for r in rows if not r.ok(gradcheck.Tolerances())]
     assert not bad, gradcheck.format_table(bad)
 

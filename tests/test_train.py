@@ -17,6 +17,7 @@ from jaxcnn.models import MODELS, get_model
 from jaxcnn.train import TrainConfig, batch_gradients, init_state, make_epoch_scan, make_train_step, train
 from jaxcnn.train.config import config_from_args
 from jaxcnn.train.step import SCAN_UNROLL, chunk_split, epoch_order, evaluate_dataset, make_eval_split
+from _backend import OPTIMISED_COMPILE
 from _synthetic import synthetic_images, write_synthetic_idx_dir
 
 # Pinned parameter counts (as the Flax MNIST example does): a change here is a change of architecture.
@@ -313,11 +314,9 @@ def test_classic_architectures_learn_in_a_few_steps(name):
     images, labels = synthetic_images(16, seed=3)
     x = jnp.asarray(images[..., None] / 255.0, jnp.float32)
     y = jnp.asarray(labels, jnp.int32)
-    # The step runs 16 times: compiled with LLVM's optimisation, which the suite otherwise turns off (conftest.py;
-    # googlenet's step took 22 s unoptimised, 11 s optimised).
-    optimised = {"xla_backend_optimization_level": 2, "xla_llvm_disable_expensive_passes": False}
+    # The step runs 16 times: googlenet's took 22 s unoptimised, 11 s optimised (_backend.OPTIMISED_COMPILE).
     train_step = make_train_step(model, optimizer, "manual", rng_key=jax.random.PRNGKey(1))
-    step = jax.jit(train_step, compiler_options=optimised)
+    step = jax.jit(train_step, compiler_options=OPTIMISED_COMPILE)
     # Initialised and evaluated as one program each: eagerly, every layer would compile its own.
     state = jax.jit(lambda key: init_state(model, optimizer, key))(jax.random.PRNGKey(0))
     losses = []
