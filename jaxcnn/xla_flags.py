@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import os
 
-EIGEN_CONVOLUTIONS = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+YNN_FUSION_TYPE = "--xla_cpu_experimental_ynn_fusion_type"
+EIGEN_CONVOLUTIONS = f"{YNN_FUSION_TYPE}=-individual_convolution"
+
+
+def has_convolution_flag() -> bool:
+    """Whether this jaxlib's XLA knows YNN_FUSION_TYPE (jaxlib 0.10; XLA aborts on an unknown flag)."""
+    from jaxlib import version
+
+    return version.__version__.startswith("0.10.")
 
 
 def prefer_eigen_convolutions() -> None:
-    """Add EIGEN_CONVOLUTIONS to XLA_FLAGS on jaxlib 0.10, unless XLA_FLAGS already sets ynn_fusion_type.
+    """Add EIGEN_CONVOLUTIONS to XLA_FLAGS where ``has_convolution_flag``, unless XLA_FLAGS already sets
+    YNN_FUSION_TYPE.
 
     XLA reads XLA_FLAGS once, when JAX starts its backend (the first computation, not ``import jax``): call
     this before that. Every program does, through ``jaxcnn.launch.set_up``.
     """
-    from jaxlib import version
-
     flags = os.environ.get("XLA_FLAGS", "")
-    if version.__version__.startswith("0.10.") and "ynn_fusion_type" not in flags:
+    if has_convolution_flag() and YNN_FUSION_TYPE not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} {EIGEN_CONVOLUTIONS}".strip()

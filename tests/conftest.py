@@ -28,10 +28,10 @@ if not any(importlib.util.find_spec(plugin) for plugin in ("jax_cuda12_plugin", 
 # checks ran 3.5 times slower (cnn_small's after any main(): 14 s, otherwise 4 s). Naming the flag keeps
 # XLA:CPU's default set (YNNPACK's convolutions, "+" adds to it: same times as without the flag) and makes
 # prefer_eigen_convolutions leave it alone.
-from jaxlib import version as jaxlib_version  # noqa: E402
+from jaxcnn import xla_flags  # noqa: E402  (imports no jax)
 
-if jaxlib_version.__version__.startswith("0.10."):  # the versions that have the flag, as in jaxcnn/xla_flags.py
-    os.environ["XLA_FLAGS"] += " --xla_cpu_experimental_ynn_fusion_type=+individual_convolution"
+if xla_flags.has_convolution_flag():
+    os.environ["XLA_FLAGS"] += f" {xla_flags.YNN_FUSION_TYPE}=+individual_convolution"
 
 import jax  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
