@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, settings
 from hypothesis import strategies as st
+from _compare import max_abs, relative_error
 
 from jaxcnn import gradcheck, ops
 from jaxcnn.ops import _checks, conv
@@ -65,7 +66,7 @@ def arrays(seed: int, shapes, dtype, quantize: bool = False):
 
 def relative(a, b) -> float:
     """max |a - b| / max |b|."""
-    return float(jnp.max(jnp.abs(a - b)) / max(float(jnp.max(jnp.abs(b))), 1e-300))
+    return relative_error(a, b, 1e-300)
 
 
 def assert_twins_agree(call, args, dtype=jnp.float64, seed=0):
@@ -74,33 +75,37 @@ def assert_twins_agree(call, args, dtype=jnp.float64, seed=0):
     out_shape = jax.eval_shape(lambda *a: call("autodiff", *a), *args).shape
     c = jnp.asarray(np.random.default_rng(seed + 1).normal(size=out_shape), dtype)
 
-    def forward_and_grads(impl):
-        # One compiled program per impl: much faster than op-by-op dispatch for many random shapes.
-        out, vjp = jax.vjp(lambda *a: call(impl, *a), *args)
-        return out, vjp(c)
+    @jax.jit  # one program for both impls: op-by-op dispatch, or a program each, would compile far more
+    def forwards_and_grads(args, c):
+        results = []
+        for impl in IMPLS:
+            out, vjp = jax.vjp(lambda *a: call(impl, *a), *args)
+            results.append((out, vjp(c)))
+        return results
 
-    out_m, g_m = jax.jit(lambda: forward_and_grads("manual"))()
-    out_a, g_a = jax.jit(lambda: forward_and_grads("autodiff"))()
-    scale = max(float(jnp.max(jnp.abs(out_a))), 1.0) if out_a.size else 1.0
+    (out_m, g_m), (out_a, g_a) = forwards_and_grads(args, c)
+    scale = max(max_abs(out_a), 1.0)
     np.testing.assert_allclose(np.asarray(out_m), np.asarray(out_a), rtol=0, atol=FORWARD_TOL[jnp.dtype(dtype).name] * scale)
     tol = F64_TOL if dtype == jnp.float64 else F32_TOL
     # Errors are relative to max|grad|, floored at max|c|: where an activation saturates (tanh(30 x))
     # every gradient entry is round-off of a number ~1e-20 and a plain relative error means nothing.
-    floor = float(jnp.max(jnp.abs(c)))
+    floor = max_abs(c)
     for i, (gm, ga) in enumerate(zip(g_m, g_a)):
         assert gm.shape == args[i].shape and gm.dtype == args[i].dtype
         abs_err, _ = gradcheck.relative_error(gm, ga)
-        rel = abs_err / max(float(jnp.max(jnp.abs(ga))), floor)
+        rel = abs_err / max(max_abs(ga), floor)
         assert rel < tol, f"argument {i}: relative error {rel:.2e}"
 
 
 def assert_matches_finite_differences(call, args, seed=0):
-    out = call("autodiff", *args)
-    c = jnp.asarray(np.random.default_rng(seed + 1).normal(size=out.shape))
-    for impl in IMPLS:
-        f = lambda *a: jnp.sum(call(impl, *a) * c)  # noqa: E731
-        grads = jax.jit(jax.grad(f, tuple(range(len(args)))))(*args)
-        errors = gradcheck.finite_difference_errors(f, args, grads, seed=seed, eps=1e-6, directions=2)
+    """Each impl's gradients of sum(out * c) against central differences of its own forward."""
+    out_shape = jax.eval_shape(lambda *a: call("autodiff", *a), *args).shape
+    c = jnp.asarray(np.random.default_rng(seed + 1).normal(size=out_shape))
+    losses = [lambda *a, impl=impl: jnp.sum(call(impl, *a) * c) for impl in IMPLS]
+    argnums = tuple(range(len(args)))
+    grads = jax.jit(lambda *a: [jax.grad(loss, argnums)(*a) for loss in losses])(*args)  # one program for both
+    for impl, loss, impl_grads in zip(IMPLS, losses, grads):
+        errors = gradcheck.finite_difference_errors(loss, args, impl_grads, seed=seed, eps=1e-6, directions=2)
         assert max(errors) < 1e-6, (impl, errors)
 
 
@@ -448,7 +453,7 @@ def check_half_precision(name: str, call: Callable, shapes: list[tuple[int, ...]
 
     results = forward_and_grads(args, c)
     ref_out, ref_grads = results.pop("float32")
-    floor = float(jnp.max(jnp.abs(c)))
+    floor = max_abs(c)
     for impl, (out, grads) in results.items():
         assert out.dtype == dtype and [g.dtype for g in grads] == [dtype] * len(args), impl
         compared = [("output", out, ref_out), *((f"grad {k}", g, r) for k, (g, r) in enumerate(zip(grads, ref_grads)))]
