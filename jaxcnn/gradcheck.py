@@ -521,11 +521,17 @@ def compare_in_precision(case: str, loss: LossFactory, args: tuple, names: Seque
     """Rows for ``args`` rounded to ``dtype``: manual vs autodiff there, and each against the float64 gradient of
     the rounded data (in the finite-difference columns)."""
     argnums = tuple(range(len(args)))
-    low = jax.tree_util.tree_map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, args)
-    exact = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, low)
-    g_exact = jax.jit(jax.grad(loss("autodiff"), argnums=argnums))(*exact)
-    g_manual = jax.jit(jax.grad(loss("manual"), argnums=argnums))(*low)
-    g_autodiff = jax.jit(jax.grad(loss("autodiff"), argnums=argnums))(*low)
+    cast = lambda tree, to: jax.tree_util.tree_map(  # noqa: E731
+        lambda a: a.astype(to) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
+    )
+
+    @jax.jit  # one program for the rounding and the three gradients
+    def gradients(args):
+        low = cast(args, dtype)
+        exact = cast(low, jnp.float64)
+        return [jax.grad(loss(impl), argnums=argnums)(*a) for impl, a in (("manual", low), ("autodiff", low), ("autodiff", exact))]
+
+    g_manual, g_autodiff, g_exact = gradients(args)
     labels = [n for name, arg in zip(names, args) for n in leaf_names(arg, name)]
     rows = []
     for label, gm, ga, ge in zip(labels, *(jax.tree_util.tree_leaves(g) for g in (g_manual, g_autodiff, g_exact))):
