@@ -521,15 +521,16 @@ def compare_in_precision(case: str, loss: LossFactory, args: tuple, names: Seque
     """Rows for ``args`` rounded to ``dtype``: manual vs autodiff there, and each against the float64 gradient of
     the rounded data (in the finite-difference columns)."""
     argnums = tuple(range(len(args)))
-    cast = lambda tree, to: jax.tree_util.tree_map(  # noqa: E731
-        lambda a: a.astype(to) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
-    )
+
+    def cast(tree, to):
+        return jax.tree_util.tree_map(lambda a: a.astype(to) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
     @jax.jit  # one program for the rounding and the three gradients
     def gradients(args):
         low = cast(args, dtype)
         exact = cast(low, jnp.float64)
-        return [jax.grad(loss(impl), argnums=argnums)(*a) for impl, a in (("manual", low), ("autodiff", low), ("autodiff", exact))]
+        runs = (("manual", low), ("autodiff", low), ("autodiff", exact))
+        return [jax.grad(loss(impl), argnums=argnums)(*a) for impl, a in runs]
 
     g_manual, g_autodiff, g_exact = gradients(args)
     labels = [n for name, arg in zip(names, args) for n in leaf_names(arg, name)]
