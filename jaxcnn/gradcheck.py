@@ -82,11 +82,12 @@ def leaf_names(tree: Any, prefix: str = "") -> list[str]:
     return names
 
 
-def relative_error(a: jax.Array, b: jax.Array) -> tuple[float, float]:
-    """(max |a - b|, max |a - b| / max |b|), with the scale floored at the smallest normal number."""
+def relative_error(a: jax.Array, b: jax.Array, *, floor: float = 0.0) -> tuple[float, float]:
+    """(max |a - b|, max |a - b| / max |b|) in float64, on the host, with the scale floored at ``floor`` and at the
+    smallest normal number (a larger floor where b is round-off of larger terms that cancel)."""
     a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
     abs_err = float(np.max(np.abs(a64 - b64))) if a64.size else 0.0
-    scale = max(float(np.max(np.abs(b64))) if b64.size else 0.0, np.finfo(np.float64).tiny)
+    scale = max(float(np.max(np.abs(b64))) if b64.size else 0.0, floor, np.finfo(np.float64).tiny)
     return abs_err, abs_err / scale
 
 

@@ -48,6 +48,14 @@ def _wrong_square_loss():
     return lambda impl: (lambda x: jnp.sum(square(x) if impl == "manual" else x * x))
 
 
+def test_relative_error_is_relative_to_the_largest_entry_or_the_floor():
+    a, b = np.array([1.0, 2.5]), np.array([1.0, 2.0])
+    assert gradcheck.relative_error(a, b) == (0.5, 0.25)
+    assert gradcheck.relative_error(a, b, floor=5.0) == (0.5, 0.1)
+    assert gradcheck.relative_error(np.array([1e-300]), np.zeros(1)) == (1e-300, 1e-300 / np.finfo(np.float64).tiny)
+    assert gradcheck.relative_error(np.zeros((0, 3)), np.zeros((0, 3))) == (0.0, 0.0)
+
+
 def test_a_wrong_backward_is_caught():
     """A backward that forgets the factor 2 of d(x^2)/dx fails both comparisons."""
     rows = gradcheck.compare("square", _wrong_square_loss(), (jnp.arange(1.0, 5.0),), ("x",), timing=False)
