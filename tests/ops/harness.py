@@ -459,7 +459,7 @@ def check_half_precision(name: str, call: Callable, shapes: list[tuple[int, ...]
         for what, got, want in compared:
             got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
             assert np.isfinite(got).all(), (impl, what)
-            error = np.max(np.abs(got - want)) / max(np.max(np.abs(want)), floor if what != "output" else 0.0, 1e-30)
+            error = relative_error(got, want, max(floor if what != "output" else 0.0, 1e-30))
             assert error < HALF_TOL[dtype], f"{impl} {what}: relative error {error:.1e}"
 
 
